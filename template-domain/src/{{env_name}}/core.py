@@ -1,0 +1,173 @@
+"""Framework-free building blocks shared by every archetype and every adapter.
+
+Adapters (NeMo Gym, Verifiers, OpenEnv, ORS) only ever talk to these types: a ``Task``
+(what the agent may see, plus what only the grader may see), the ``ToolSpec`` list that
+declares the tools once, and an ``Episode`` that turns tool calls into ``StepResult``s.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ValidationError
+
+Split = Literal["train", "validation", "test"]
+SPLITS: tuple[Split, ...] = ("train", "validation", "test")
+
+
+class ToolError(ValueError):
+    """Bad input from the model, phrased so the model can read it and try again."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One deterministic task. ``public`` is safe to show anyone; ``secret`` is grader-only."""
+
+    id: str
+    split: Split
+    index: int
+    prompt: str
+    public: Mapping[str, Any] = field(default_factory=dict)
+    secret: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_public(self) -> dict[str, Any]:
+        """JSON-serialisable description that never contains the answer."""
+        return {"id": self.id, "split": self.split, "index": self.index, **self.public}
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool declared once: every adapter derives its framework's declaration from this."""
+
+    name: str
+    description: str
+    args: type[BaseModel]
+
+    def parameters(self) -> dict[str, Any]:
+        """JSON Schema of the arguments (what function-calling APIs call ``parameters``)."""
+        return self.args.model_json_schema()
+
+    def openai_tool(self) -> dict[str, Any]:
+        """Chat Completions tool declaration."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters(),
+            },
+        }
+
+    def responses_tool(self) -> dict[str, Any]:
+        """Responses API tool declaration (flat, as NeMo Gym datasets carry it)."""
+        return {
+            "type": "function",
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters(),
+            "strict": False,
+        }
+
+    def parse(self, arguments: Mapping[str, Any] | str | None) -> BaseModel:
+        """Validate raw arguments (a mapping or a JSON string) or raise ``ToolError``."""
+        if arguments is None or arguments == "":
+            arguments = {}
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError as exc:
+                raise ToolError(
+                    f"Arguments for {self.name!r} are not valid JSON: {exc.msg}."
+                ) from None
+        if not isinstance(arguments, Mapping):
+            raise ToolError(f"Arguments for {self.name!r} must be a JSON object.")
+        try:
+            return self.args.model_validate(dict(arguments))
+        except ValidationError as exc:
+            raise ToolError(
+                f"Invalid arguments for {self.name!r}: {describe_errors(exc)}."
+            ) from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per problem, without pydantic's URLs and reprs."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the agent sees: text and optional PNG images."""
+
+    text: str
+    images: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """The outcome of one tool call."""
+
+    text: str
+    reward: float = 0.0
+    done: bool = False
+    error: bool = False
+    images: tuple[bytes, ...] = ()
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+def find_tool(tools: Sequence[ToolSpec], name: str) -> ToolSpec:
+    for spec in tools:
+        if spec.name == name:
+            return spec
+    names = ", ".join(spec.name for spec in tools)
+    raise ToolError(f"Unknown tool {name!r}. Available tools: {names}.")
+
+
+class Episode(ABC):
+    """One session on one task. Tool calls are validated here, once, for every adapter."""
+
+    tools: ClassVar[tuple[ToolSpec, ...]]
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.closed = False
+
+    @abstractmethod
+    async def reset(self) -> Observation:
+        """Start (or restart) the episode and return the first observation."""
+
+    @abstractmethod
+    async def _apply(self, name: str, args: BaseModel) -> StepResult:
+        """Apply one validated tool call. Raise ``ToolError`` for an illegal move."""
+
+    @property
+    @abstractmethod
+    def done(self) -> bool: ...
+
+    @property
+    @abstractmethod
+    def score(self) -> float:
+        """Episode score so far; equals the sum of the per-step rewards."""
+
+    async def step(self, name: str, arguments: Mapping[str, Any] | str | None) -> StepResult:
+        """Run one tool call. Bad input gives an error result and leaves the state unchanged."""
+        try:
+            if self.closed:
+                raise ToolError("This session is closed.")
+            if self.done:
+                raise ToolError("The episode is over; no further tool calls are accepted.")
+            spec = find_tool(self.tools, name)
+            return await self._apply(spec.name, spec.parse(arguments))
+        except ToolError as exc:
+            return StepResult(text=f"Error: {exc}", done=self.done, error=True)
+
+    async def close(self) -> None:
+        """Release everything the episode holds. Safe to call more than once."""
+        self.closed = True
