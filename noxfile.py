@@ -122,23 +122,32 @@ def check_tree(dst: Path, archetype: str, frameworks: list[str]) -> None:
 
 
 OFFERED = """
-import json, yaml
+import json, sys, yaml
 class Loader(yaml.SafeLoader): pass
 Loader.add_constructor("!include", lambda loader, node: None)
 questions = {}
-for doc in yaml.load_all(open("copier.yml"), Loader=Loader):
+for doc in yaml.load_all(sys.stdin, Loader=Loader):
     questions.update(doc or {})
 offered = {k: list(questions[k]["choices"].values()) for k in ("archetype", "frameworks")}
 print(json.dumps(offered))
 """
 
 
+def offered_choices(session: nox.Session, ref: str | None = None) -> dict[str, list[str]]:
+    """The archetypes and frameworks copier.yml offers at a git ref (default: the work tree)."""
+    text = git(ROOT, "show", f"{ref}:copier.yml") if ref else (ROOT / "copier.yml").read_text()
+    python = Path(session.bin) / "python"
+    run = subprocess.run(
+        [python, "-c", OFFERED], input=text, capture_output=True, text=True, check=True
+    )
+    return json.loads(run.stdout)
+
+
 @nox.session
 def questions(session: nox.Session) -> None:
     """The questionnaire: the matrix covers each choice; bad answers fail and create nothing."""
     session.install(COPIER)
-    printed = session.run("python", "-c", OFFERED, silent=True)
-    offered = json.loads(printed.strip().splitlines()[-1])
+    offered = offered_choices(session)
     assert offered == {"archetype": ARCHETYPES, "frameworks": FRAMEWORKS}, (
         f"copier.yml offers {offered}; the nox matrix covers {ARCHETYPES} x {FRAMEWORKS}"
     )
@@ -257,7 +266,8 @@ def update(session: nox.Session) -> None:
     release = latest_release()
     dst = Path(session.create_tmp()) / "user-env"
     shutil.rmtree(dst, ignore_errors=True)
-    first = FRAMEWORKS[:1]
+    # Start from a framework the release already offered; the update then adds all the others.
+    first = offered_choices(session, release)["frameworks"][:1]
     copy(session, dst, ref=release, frameworks=first)
     git(dst, "init", "-q")
     git(dst, "add", "-A")
