@@ -61,9 +61,12 @@ def framework_tests(session: nox.Session) -> None:
     if not folder.is_dir():  # e.g. a git checkout with core.symlinks=false
         session.error(f"{folder} is not a directory; clone with `git config core.symlinks true`")
     session.chdir(folder)
-    # Framework folders are applications, not packages: install their declared dependencies
-    # (the domain among them, editable from its path) without building the folder itself.
-    session.install("-e", str(ROOT), "-r", "pyproject.toml", "--extra", "test")
+    # Install the folder as a package when it is one (Verifiers environments are); otherwise it
+    # is an application folder: install only its declared dependencies, the domain among them.
+    if "[build-system]" in (folder / "pyproject.toml").read_text():
+        session.install("-e", str(ROOT), "-e", ".[test]")
+    else:
+        session.install("-e", str(ROOT), "-r", "pyproject.toml", "--extra", "test")
     session.run("pytest", *session.posargs)
 
 
