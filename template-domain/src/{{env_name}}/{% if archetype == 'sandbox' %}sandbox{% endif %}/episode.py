@@ -15,6 +15,11 @@ from .tasks import spec_of
 MAX_FILE_BYTES = 1 << 20
 
 
+def reason(exc: Exception) -> str:
+    """Why a file operation failed, without host paths."""
+    return (exc.strerror or type(exc).__name__).lower() if isinstance(exc, OSError) else str(exc)
+
+
 class Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -121,7 +126,7 @@ class SandboxEpisode(Episode):
             try:
                 await sandbox.write_file(args.path, args.content.encode())
             except (ValueError, OSError) as exc:
-                raise ToolError(f"Cannot write {args.path!r}: {exc}.") from None
+                raise ToolError(f"Cannot write {args.path!r}: {reason(exc)}.") from None
             text = f"Wrote {len(args.content)} characters to {args.path}."
         else:
             text = await self._read(sandbox, args.path)  # type: ignore[attr-defined]
@@ -134,7 +139,7 @@ class SandboxEpisode(Episode):
         try:
             data = await sandbox.read_file(path)
         except (ValueError, OSError) as exc:
-            raise ToolError(f"Cannot read {path!r}: {exc}.") from None
+            raise ToolError(f"Cannot read {path!r}: {reason(exc)}.") from None
         text = data[: settings.OUTPUT_LIMIT].decode("utf-8", errors="replace")
         cut = len(data) - settings.OUTPUT_LIMIT
         return text + (f"\n... [{cut} more bytes cut]" if cut > 0 else "")
