@@ -28,6 +28,8 @@ from . import isolation
 
 INTERRUPT_GRACE = 5.0
 """Seconds a cell gets to stop after an interrupt before the kernel is restarted."""
+POLL = 0.5
+"""Seconds between checks that the kernel is still alive while a cell runs."""
 
 
 @dataclass
@@ -168,20 +170,21 @@ class LocalKernelSandbox:
         assert self._km is not None, "start() first"
         if not await self._km.is_alive():
             await self._restart()
-            return CellResult(notice="The kernel had died and was restarted; state was lost.")
+            return CellResult(notice="The kernel had died and was restarted; its state was lost.")
         result = CellResult()
         msg_id = self._kc.execute(code, allow_stdin=False, stop_on_error=False)
         deadline = time.monotonic() + timeout
         interrupted = False
         while True:
             try:
-                msg = await self._kc.get_iopub_msg(timeout=max(0.05, deadline - time.monotonic()))
+                wait = min(POLL, max(0.05, deadline - time.monotonic()))
+                msg = await self._kc.get_iopub_msg(timeout=wait)
             except Exception:  # queue.Empty: nothing before the deadline
                 if not await self._km.is_alive():
                     await self._restart()
                     result.error_name = "KernelDied"
-                    result.error = "The kernel died (memory or CPU limit?) and was restarted."
-                    result.notice = "State was lost."
+                    result.error = "The kernel died (killed, or over a memory or CPU limit)."
+                    result.notice = "The kernel was restarted; its state was lost."
                     return result
                 if time.monotonic() < deadline:
                     continue
