@@ -70,6 +70,7 @@ SHELL = (
 
 class SandboxEpisode(Episode):
     tools = TOOLS
+    holds_resources = True  # a kernel process and a session folder
 
     def __init__(self, task: Task) -> None:
         super().__init__(task)
