@@ -26,7 +26,7 @@ COPIER = "copier==9.19.1"
 
 # The matrix. `questions` fails if copier.yml offers a choice that is missing here.
 ARCHETYPES = ["game", "sandbox"]
-FRAMEWORKS = ["verifiers", "openenv", "ors"]
+FRAMEWORKS = ["nemo_gym", "verifiers", "openenv", "ors"]
 SUBSETS = [
     list(c) for n in range(1, len(FRAMEWORKS) + 1) for c in itertools.combinations(FRAMEWORKS, n)
 ]

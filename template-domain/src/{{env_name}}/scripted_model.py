@@ -41,6 +41,18 @@ def _text(content: Any) -> str:
     return ""
 
 
+def _tool_text(output: Any) -> str:
+    """A tool result's text. A JSON object (how NeMo Gym servers answer) gives its string fields."""
+    text = _text(output)
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, dict):
+        return "\n".join(v for v in value.values() if isinstance(v, str))
+    return text
+
+
 def decide(observations: Sequence[str], tools: Sequence[str]) -> tuple[str, str] | str:
     """(tool name, JSON arguments) for the next call, or final text when there is none."""
     action = next_action(observations)
@@ -117,7 +129,7 @@ def _response_observations(body: Mapping[str, Any]) -> list[str]:
     for item in items:
         kind = item.get("type", "message")
         if kind == "function_call_output":
-            observations.append(_text(item.get("output")))
+            observations.append(_tool_text(item.get("output")))
         elif kind == "message" and item.get("role") != "assistant":
             observations.append(_text(item.get("content")))
     return observations
