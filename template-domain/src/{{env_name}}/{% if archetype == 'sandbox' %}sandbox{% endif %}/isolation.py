@@ -13,7 +13,6 @@ import os
 import resource
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -129,7 +128,7 @@ def bwrap_prefix(python: Path, workdir: Path, uid: int | None, network: bool) ->
     return args
 
 
-CLAIMS = Path(tempfile.gettempdir()) / "rl-envs-uid-claims"
+CLAIMS = Path("/tmp/rl-envs-uid-claims")  # machine-wide, whatever a process's TMPDIR says
 """One file per uid in use on this machine, holding the pid of the server that uses it."""
 
 

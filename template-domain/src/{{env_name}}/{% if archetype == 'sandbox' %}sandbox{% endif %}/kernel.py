@@ -111,7 +111,7 @@ class LocalKernelSandbox:
         self.mode = isolation.choose(self.requested)
         self.root.mkdir(mode=0o755, parents=True, exist_ok=True)
         sweep_stale(self.root)
-        self.workdir = self.root / f"session-{uuid.uuid4().hex[:12]}"
+        self.workdir = self.root / f"session-{uuid.uuid4().hex[:8]}"
         self.workdir.mkdir(mode=0o700)
         (self.workdir / ".owner").write_text(str(os.getpid()))
         if self.mode == "bwrap":
@@ -130,8 +130,8 @@ class LocalKernelSandbox:
         )
         self._km = _KernelManager(spec, self.uid, transport="ipc")
         self._km.connection_file = str(self.workdir / ".kernel.json")
-        self._km.ip = str(self.workdir / ".kernel-ipc")
-        self._log = open(self.workdir.parent / f"{self.workdir.name}.log", "ab")  # noqa: SIM115
+        self._km.ip = str(self.workdir / ".ipc")  # socket paths must stay under 107 characters
+        self._log = open(self.workdir / ".kernel.log", "ab")  # noqa: SIM115
         await self._km.start_kernel(
             cwd=str(self.workdir),
             env=self._kernel_env(),
@@ -157,7 +157,7 @@ class LocalKernelSandbox:
         assert self._km is not None
         self._kc = self._km.client()
         self._kc.start_channels()
-        await self._kc.wait_for_ready(timeout=120)
+        await self._kc.wait_for_ready(timeout=60)
 
     async def _restart(self) -> None:
         assert self._km is not None
@@ -254,8 +254,6 @@ class LocalKernelSandbox:
             self._log = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                (self.workdir.parent / f"{self.workdir.name}.log").unlink()
             self.workdir = None
 
     def _kill_leftovers(self) -> None:
