@@ -36,8 +36,8 @@ SOLUTIONS = {
     "orders.json": (
         r"'(c\d+)'",
         "import json\n"
-        "orders = json.load(open('orders.json'))\n"
-        "print(f'{{sum(o[\"amount\"] for o in orders if o[\"customer\"] == {0!r}):.2f}}')",
+        "total = sum(o['amount'] for o in json.load(open('orders.json')) if o['customer'] == {0!r})\n"
+        "print(f'{{total:.2f}}')",
     ),
     "essay.txt": (
         r"()",
@@ -71,5 +71,6 @@ def next_action(observations: Sequence[str]) -> tuple[str, dict[str, Any]] | Non
         return None
     printed = [o for o in observations if o.startswith("[stdout]\n")]
     if not printed:
-        return "run_code", {"code": solution(prompt)}
+        ran = any(o.startswith("[") for o in observations)  # a run that printed nothing: give up
+        return None if ran else ("run_code", {"code": solution(prompt)})
     return "submit", {"answer": printed[-1].removeprefix("[stdout]\n").strip().splitlines()[-1]}
