@@ -77,8 +77,9 @@ class Pool:
                 f"the server already runs {self.limit} sandbox sessions; close one or retry later"
             )
         self.live[id(sandbox)] = (sandbox, time.monotonic())
-        if self._reaper is None or self._reaper.done():
-            self._reaper = asyncio.get_running_loop().create_task(self._reap())
+        loop = asyncio.get_running_loop()
+        if self._reaper is None or self._reaper.done() or self._reaper.get_loop() is not loop:
+            self._reaper = loop.create_task(self._reap())
 
     def touch(self, sandbox: CodeSandbox) -> bool:
         """Mark a sandbox as used; False if the reaper already closed it."""
