@@ -76,7 +76,7 @@ class Pool:
             raise RuntimeError(
                 f"the server already runs {self.limit} sandbox sessions; close one or retry later"
             )
-        self.live[id(sandbox)] = (sandbox, time.monotonic())
+        self.live[id(sandbox)] = (sandbox, float("inf"))  # not idle while it starts: touch() after
         loop = asyncio.get_running_loop()
         if self._reaper is None or self._reaper.done() or self._reaper.get_loop() is not loop:
             self._reaper = loop.create_task(self._reap())

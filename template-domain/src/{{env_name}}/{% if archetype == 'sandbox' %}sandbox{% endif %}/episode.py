@@ -89,6 +89,7 @@ class SandboxEpisode(Episode):
             await sandbox.start()
             for name, body in spec_of(self.task).files.items():
                 await sandbox.write_file(name, body.encode())
+            POOL.touch(sandbox)  # started: idle from now on
         except BaseException:
             await self._release()
             raise
@@ -132,6 +133,7 @@ class SandboxEpisode(Episode):
         else:
             text = await self._read(sandbox, args.path)  # type: ignore[attr-defined]
         self.steps += 1  # only calls that did something count towards MAX_STEPS
+        POOL.touch(sandbox)  # a long cell is not idleness
         if self.done:
             text += f"\nThat was the last of {settings.MAX_STEPS} tool calls; the episode is over."
         return StepResult(text, 0.0, self.done, images=images, info=self.info)
