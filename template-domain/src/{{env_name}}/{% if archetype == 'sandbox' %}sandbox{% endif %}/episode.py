@@ -119,8 +119,10 @@ class SandboxEpisode(Episode):
             return StepResult(f"Submitted {args.answer!r}: {verdict}.", self.result, True)
         images: tuple[bytes, ...] = ()
         if isinstance(args, RunCodeArgs | RunShellArgs):
-            code = args.code if isinstance(args, RunCodeArgs) else SHELL.format(
-                command=args.command, timeout=max(1.0, settings.CELL_TIMEOUT - 1)
+            code = (
+                args.code
+                if isinstance(args, RunCodeArgs)
+                else SHELL.format(command=args.command, timeout=max(1.0, settings.CELL_TIMEOUT - 1))
             )
             cell = await sandbox.execute(code, settings.CELL_TIMEOUT)
             text, images = describe(cell, settings.OUTPUT_LIMIT), tuple(cell.images[:4])

@@ -8,10 +8,8 @@ neither the server's code nor the answers. A cell that runs past its timeout is 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -105,7 +103,12 @@ class LocalKernelSandbox:
 
     @property
     def info(self) -> dict[str, Any]:
-        return {"backend": "local", "isolation": self.mode, "uid": self.uid, "network": self.network}
+        return {
+            "backend": "local",
+            "isolation": self.mode,
+            "uid": self.uid,
+            "network": self.network,
+        }
 
     async def start(self) -> None:
         self.mode = isolation.choose(self.requested)
@@ -131,7 +134,7 @@ class LocalKernelSandbox:
         self._km = _KernelManager(spec, self.uid, transport="ipc")
         self._km.connection_file = str(self.workdir / ".kernel.json")
         self._km.ip = str(self.workdir / ".ipc")  # socket paths must stay under 107 characters
-        self._log = open(self.workdir / ".kernel.log", "ab")  # noqa: SIM115
+        self._log = open(self.workdir / ".kernel.log", "ab")  # noqa: ASYNC230, SIM115 - kept open
         await self._km.start_kernel(
             cwd=str(self.workdir),
             env=self._kernel_env(),
@@ -165,7 +168,7 @@ class LocalKernelSandbox:
         await self._km.restart_kernel(now=True)
         await self._connect()
 
-    async def execute(self, code: str, timeout: float) -> CellResult:
+    async def execute(self, code: str, time_limit: float) -> CellResult:
         """Run one cell; never raises for what the code does."""
         assert self._km is not None, "start() first"
         if not await self._km.is_alive():
@@ -173,7 +176,7 @@ class LocalKernelSandbox:
             return CellResult(notice="The kernel had died and was restarted; its state was lost.")
         result = CellResult()
         msg_id = self._kc.execute(code, allow_stdin=False, stop_on_error=False)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + time_limit
         interrupted = False
         while True:
             try:
@@ -212,7 +215,7 @@ class LocalKernelSandbox:
                 result.error_name, result.error = content["ename"], content["evalue"]
             elif kind == "status" and content["execution_state"] == "idle":
                 if interrupted:
-                    result.notice = f"Interrupted after {timeout:g}s; the kernel's state was kept."
+                    result.notice = f"Interrupted after {time_limit:g}s; the kernel's state was kept."
                 return result
 
     def path(self, relative: str) -> Path:
@@ -262,7 +265,9 @@ class LocalKernelSandbox:
             return
         for status in Path("/proc").glob("[0-9]*/status"):
             with contextlib.suppress(OSError, ValueError, IndexError):
-                uid_line = next(line for line in status.read_text().splitlines() if line[:4] == "Uid:")
+                uid_line = next(
+                    line for line in status.read_text().splitlines() if line[:4] == "Uid:"
+                )
                 if int(uid_line.split()[1]) == self.uid:
                     os.kill(int(status.parent.name), signal.SIGKILL)
 
@@ -271,7 +276,11 @@ def describe(result: CellResult, limit: int) -> str:
     """The cell's outcome as text for the model, each part cut to ``limit`` characters."""
 
     def cut(text: str) -> str:
-        return text if len(text) <= limit else f"{text[:limit]}\n... [{len(text) - limit} more characters cut]"
+        return (
+            text
+            if len(text) <= limit
+            else f"{text[:limit]}\n... [{len(text) - limit} more characters cut]"
+        )
 
     parts = []
     if result.stdout:

@@ -38,14 +38,24 @@ def kernel_python(venv: Path = KERNEL_VENV) -> Path:
 
 
 def _build(venv: Path) -> None:
-    print(f"Creating the kernel environment in {venv}: {' '.join(REQUIREMENTS)} ...", file=sys.stderr)
+    print(
+        f"Creating the kernel environment in {venv}: {' '.join(REQUIREMENTS)} ...", file=sys.stderr
+    )
     started = time.monotonic()
     shutil.rmtree(venv, ignore_errors=True)
     base = getattr(sys, "_base_executable", sys.executable)
     uv = shutil.which("uv")
     if uv:
         subprocess.run([uv, "venv", "--quiet", "--python", base, str(venv)], check=True)
-        install = [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(venv / "bin" / "python")]
+        install = [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--compile-bytecode",
+            "--python",
+            str(venv / "bin" / "python"),
+        ]
     else:
         subprocess.run([base, "-m", "venv", str(venv)], check=True)
         install = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]

@@ -21,7 +21,8 @@ SOLUTIONS = {
     "data.csv": (
         r"'(\w+)'",
         "import csv\n"
-        "rows = [float(r['value']) for r in csv.DictReader(open('data.csv')) if r['group'] == {0!r}]\n"
+        "rows = csv.DictReader(open('data.csv'))\n"
+        "rows = [float(r['value']) for r in rows if r['group'] == {0!r}]\n"
         "print(f'{{sum(rows) / len(rows):.2f}}')",
     ),
     "readings.csv": (
@@ -36,7 +37,8 @@ SOLUTIONS = {
     "orders.json": (
         r"'(c\d+)'",
         "import json\n"
-        "total = sum(o['amount'] for o in json.load(open('orders.json')) if o['customer'] == {0!r})\n"
+        "orders = json.load(open('orders.json'))\n"
+        "total = sum(o['amount'] for o in orders if o['customer'] == {0!r})\n"
         "print(f'{{total:.2f}}')",
     ),
     "essay.txt": (

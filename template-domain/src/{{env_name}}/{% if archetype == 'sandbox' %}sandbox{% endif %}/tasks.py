@@ -19,7 +19,23 @@ from .settings import OUTPUT_LIMIT
 
 SEED = "sandbox-v1"
 PER_KIND = {"train": 10, "validation": 2, "test": 3}
-SYLLABLES = "ka lo mi nu pe ra si to vu ze bri cla dro fen gor".split()
+SYLLABLES = [
+    "ka",
+    "lo",
+    "mi",
+    "nu",
+    "pe",
+    "ra",
+    "si",
+    "to",
+    "vu",
+    "ze",
+    "bri",
+    "cla",
+    "dro",
+    "fen",
+    "gor",
+]
 
 
 @dataclass(frozen=True)
@@ -33,7 +49,9 @@ class Spec:
 
 def _csv_group_mean(rng: random.Random) -> Spec:
     groups = rng.sample(["alpha", "beta", "gamma", "delta", "omega"], 4)
-    rows = [(i, rng.choice(groups), round(rng.uniform(0, 500), 2)) for i in range(rng.randint(200, 400))]
+    rows = [
+        (i, rng.choice(groups), round(rng.uniform(0, 500), 2)) for i in range(rng.randint(200, 400))
+    ]
     group = rng.choice(groups)
     values = [v for _, g, v in rows if g == group]
     body = "id,group,value\n" + "".join(f"{i},{g},{v}\n" for i, g, v in rows)
@@ -165,7 +183,7 @@ def load_tasks(split: Split) -> tuple[Task, ...]:
         raise ValueError(f"Unknown split {split!r}; expected one of {', '.join(SPLITS)}.")
     tasks = []
     for kind in KINDS:
-        for n in range(PER_KIND[split]):
+        for _ in range(PER_KIND[split]):
             index = len(tasks)
             task_id = f"{split}-{index:04d}"
             spec = KINDS[kind](random.Random(f"{SEED}:{task_id}"))
