@@ -215,7 +215,7 @@ class LocalKernelSandbox:
                 result.error_name, result.error = content["ename"], content["evalue"]
             elif kind == "status" and content["execution_state"] == "idle":
                 if interrupted:
-                    result.notice = f"Interrupted after {time_limit:g}s; the kernel's state was kept."
+                    result.notice = f"Interrupted after {time_limit:g}s; the kernel kept its state."
                 return result
 
     def path(self, relative: str) -> Path:
