@@ -25,7 +25,7 @@ WORK = ROOT / "rendered"  # rendered environments (git-ignored; not under .nox, 
 COPIER = "copier==9.19.1"
 
 # The matrix. `questions` fails if copier.yml offers a choice that is missing here.
-ARCHETYPES = ["game"]
+ARCHETYPES = ["game", "sandbox"]
 FRAMEWORKS = ["nemo_gym", "verifiers", "openenv", "ors"]
 SUBSETS = [
     list(c) for n in range(1, len(FRAMEWORKS) + 1) for c in itertools.combinations(FRAMEWORKS, n)
@@ -80,6 +80,10 @@ def copy(
     return dst
 
 
+UNRENDERED = re.compile(r"\{\{ ?[a-z_]+ ?(\||\}\})|\{%-? ?(if|for|set|import|include|raw)\b")
+"""Jinja left in an output file (Python's own "{{" in format strings does not match)."""
+
+
 def check_tree(dst: Path, archetype: str, frameworks: list[str]) -> None:
     """What every rendered environment must look like."""
     problems = []
@@ -103,7 +107,7 @@ def check_tree(dst: Path, archetype: str, frameworks: list[str]) -> None:
             problems.append(f"template file leaked into the output: {rel}")
         if path.is_file() and path.suffix in (".py", ".toml", ".md", ".yml", ".yaml", ".json"):
             text = path.read_text()
-            if re.search(r"\{\{|\{%", text) and path.suffix != ".yml":
+            if UNRENDERED.search(text) and path.suffix != ".yml":
                 problems.append(f"unrendered Jinja in {rel}")
     for must in (
         "README.md",

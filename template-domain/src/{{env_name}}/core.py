@@ -134,6 +134,8 @@ class Episode(ABC):
     """One session on one task. Tool calls are validated here, once, for every adapter."""
 
     tools: ClassVar[tuple[ToolSpec, ...]]
+    holds_resources: ClassVar[bool] = False
+    """True when an episode owns processes or files that only ``close()`` releases."""
 
     def __init__(self, task: Task) -> None:
         self.task = task

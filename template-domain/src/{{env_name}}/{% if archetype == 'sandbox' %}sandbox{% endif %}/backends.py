@@ -1,0 +1,120 @@
+"""The small interface every code-execution backend implements, and the factory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any, Protocol
+
+from . import settings
+from .kernel import CellResult, LocalKernelSandbox
+from .kernel_env import kernel_python
+
+
+class CodeSandbox(Protocol):
+    @property
+    def info(self) -> dict[str, Any]: ...
+    async def start(self) -> None: ...
+    async def execute(self, code: str, time_limit: float) -> CellResult: ...
+    async def write_file(self, relative: str, data: bytes) -> None: ...
+    async def read_file(self, relative: str) -> bytes: ...
+    async def close(self) -> None: ...
+
+
+class E2BSandbox:
+    """A remote E2B Code Interpreter sandbox (``pip install '<package>[e2b]'``, E2B_API_KEY)."""
+
+    def __init__(self) -> None:
+        self._sandbox: Any = None
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {"backend": "e2b", "isolation": "e2b-microvm"}
+
+    async def start(self) -> None:
+        if not os.environ.get("E2B_API_KEY"):
+            raise RuntimeError("the e2b backend needs E2B_API_KEY")
+        from e2b_code_interpreter import AsyncSandbox  # optional extra, imported on use
+
+        self._sandbox = await AsyncSandbox.create()
+
+    async def execute(self, code: str, time_limit: float) -> CellResult:
+        execution = await self._sandbox.run_code(code, timeout=time_limit)
+        result = CellResult(
+            stdout="".join(execution.logs.stdout),
+            stderr="".join(execution.logs.stderr),
+            text_results=[r.text for r in execution.results if r.text and not r.png],
+            images=[__import__("base64").b64decode(r.png) for r in execution.results if r.png],
+        )
+        if execution.error is not None:
+            result.error_name, result.error = execution.error.name, execution.error.value
+        return result
+
+    async def write_file(self, relative: str, data: bytes) -> None:
+        await self._sandbox.files.write(relative, data)
+
+    async def read_file(self, relative: str) -> bytes:
+        return bytes(await self._sandbox.files.read(relative, format="bytes"))
+
+    async def close(self) -> None:
+        if self._sandbox is not None:
+            sandbox, self._sandbox = self._sandbox, None
+            await sandbox.kill()
+
+
+class Pool:
+    """Bounds live sandboxes per process and closes the ones left idle too long."""
+
+    def __init__(self, limit: int, idle_ttl: float) -> None:
+        self.limit, self.idle_ttl = limit, idle_ttl
+        self.live: dict[int, tuple[CodeSandbox, float]] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    def admit(self, sandbox: CodeSandbox) -> None:
+        if len(self.live) >= self.limit:
+            raise RuntimeError(
+                f"the server already runs {self.limit} sandbox sessions; close one or retry later"
+            )
+        self.live[id(sandbox)] = (sandbox, float("inf"))  # not idle while it starts: touch() after
+        loop = asyncio.get_running_loop()
+        if self._reaper is None or self._reaper.done() or self._reaper.get_loop() is not loop:
+            self._reaper = loop.create_task(self._reap())
+
+    def touch(self, sandbox: CodeSandbox) -> bool:
+        """Mark a sandbox as used; False if the reaper already closed it."""
+        if id(sandbox) not in self.live:
+            return False
+        self.live[id(sandbox)] = (sandbox, time.monotonic())
+        return True
+
+    def release(self, sandbox: CodeSandbox) -> None:
+        self.live.pop(id(sandbox), None)
+
+    async def _reap(self) -> None:
+        while self.live:
+            await asyncio.sleep(min(30.0, self.idle_ttl / 2))
+            now = time.monotonic()
+            for key, (sandbox, used) in list(self.live.items()):
+                if now - used > self.idle_ttl:
+                    self.live.pop(key, None)
+                    await sandbox.close()
+
+
+POOL = Pool(settings.MAX_SESSIONS, settings.IDLE_TTL)
+
+
+async def make_sandbox(backend: str | None = None) -> CodeSandbox:
+    """The configured backend (``<PACKAGE>_SANDBOX_BACKEND``: local or e2b), not started."""
+    name = backend or settings.BACKEND
+    if name == "local":
+        return LocalKernelSandbox(
+            await asyncio.to_thread(kernel_python),  # builds the kernel venv on first use
+            root=settings.SESSION_ROOT,
+            isolation_mode=settings.ISOLATION,
+            memory_mb=settings.MEMORY_MB,
+            network=settings.NETWORK,
+        )
+    if name == "e2b":
+        return E2BSandbox()
+    raise ValueError(f"unknown sandbox backend {name!r}; expected 'local' or 'e2b'")

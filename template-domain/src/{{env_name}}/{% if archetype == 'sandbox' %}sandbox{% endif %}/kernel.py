@@ -1,0 +1,300 @@
+"""One real Jupyter kernel per session, run from its own kernel virtual environment.
+
+The kernel only sees its interpreter, its venv and its session folder, so the agent can read
+neither the server's code nor the answers. A cell that runs past its timeout is interrupted
+(state kept); if it does not stop, the kernel is restarted (state lost); a kernel that died
+(memory or CPU limit) is restarted with a message saying so.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jupyter_client import AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpec
+
+from . import isolation
+
+INTERRUPT_GRACE = 5.0
+"""Seconds a cell gets to stop after an interrupt before the kernel is restarted."""
+POLL = 0.5
+"""Seconds between checks that the kernel is still alive while a cell runs."""
+
+
+@dataclass
+class CellResult:
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+    error_name: str | None = None
+    text_results: list[str] = field(default_factory=list)
+    images: list[bytes] = field(default_factory=list)
+    execution_count: int = 0
+    timed_out: bool = False
+    notice: str | None = None  # e.g. "the kernel was restarted; state was lost"
+
+    @property
+    def success(self) -> bool:
+        return self.error is None and not self.timed_out
+
+
+_swept: set[Path] = set()
+
+
+def sweep_stale(root: Path) -> None:
+    """Remove session folders left by servers that are gone (once per root and process)."""
+    if root in _swept:
+        return
+    _swept.add(root)
+    for folder in root.glob("session-*"):
+        try:
+            owner = int((folder / ".owner").read_text())
+            os.kill(owner, 0)
+        except (OSError, ValueError):  # owner missing, unreadable or dead
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class _KernelManager(AsyncKernelManager):
+    """Runs the kernel spec it is given and hands the connection file to the kernel's uid."""
+
+    def __init__(self, spec: KernelSpec, uid: int | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._kernel_spec = spec
+        self._uid = uid
+
+    def write_connection_file(self, **kwargs: Any) -> None:
+        super().write_connection_file(**kwargs)
+        if self._uid is not None:
+            os.chown(self.connection_file, self._uid, self._uid)
+
+
+class LocalKernelSandbox:
+    """A Jupyter kernel in a session folder, contained by ``isolation.choose(isolation)``."""
+
+    def __init__(
+        self,
+        python: Path,
+        *,
+        root: Path,
+        isolation_mode: str = "auto",
+        memory_mb: int = 1024,
+        network: bool = False,
+    ) -> None:
+        self.python = python
+        self.root = root
+        self.requested = isolation_mode
+        self.limits = isolation.kernel_limits(memory_mb)
+        self.network = network
+        self.mode: isolation.Mode | None = None
+        self.workdir: Path | None = None
+        self.uid: int | None = None
+        self._km: _KernelManager | None = None
+        self._kc: Any = None
+        self._log: Any = None
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {
+            "backend": "local",
+            "isolation": self.mode,
+            "uid": self.uid,
+            "network": self.network,
+        }
+
+    async def start(self) -> None:
+        self.mode = isolation.choose(self.requested)
+        self.root.mkdir(mode=0o755, parents=True, exist_ok=True)
+        sweep_stale(self.root)
+        self.workdir = self.root / f"session-{uuid.uuid4().hex[:8]}"
+        self.workdir.mkdir(mode=0o700)
+        (self.workdir / ".owner").write_text(str(os.getpid()))
+        if self.mode == "bwrap":
+            self.uid = isolation.claim_uid()
+        if self.uid is not None:
+            os.chown(self.workdir, self.uid, self.uid)
+        argv = [str(self.python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        if self.mode == "bwrap":
+            argv = isolation.bwrap_prefix(self.python, self.workdir, self.uid, self.network) + argv
+        spec = KernelSpec(
+            argv=argv,
+            display_name="sandbox",
+            language="python",
+            # bwrap does not forward SIGINT into its pid namespace: interrupt by message.
+            interrupt_mode="message" if self.mode == "bwrap" else "signal",
+        )
+        self._km = _KernelManager(spec, self.uid, transport="ipc")
+        self._km.connection_file = str(self.workdir / ".kernel.json")
+        self._km.ip = str(self.workdir / ".ipc")  # socket paths must stay under 107 characters
+        self._log = open(self.workdir / ".kernel.log", "ab")  # noqa: ASYNC230, SIM115 - kept open
+        await self._km.start_kernel(
+            cwd=str(self.workdir),
+            env=self._kernel_env(),
+            preexec_fn=isolation.apply_limits(self.limits),
+            independent=self.mode == "bwrap",  # the pid namespace ends it with the server
+            stdout=self._log,
+            stderr=self._log,
+        )
+        await self._connect()
+
+    def _kernel_env(self) -> dict[str, str]:
+        assert self.workdir is not None
+        return {
+            "PATH": f"{self.python.parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.workdir),
+            "TMPDIR": str(self.workdir),
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        }
+
+    async def _connect(self) -> None:
+        assert self._km is not None
+        self._kc = self._km.client()
+        self._kc.start_channels()
+        await self._kc.wait_for_ready(timeout=60)
+
+    async def _restart(self) -> None:
+        assert self._km is not None
+        self._kc.stop_channels()
+        await self._km.restart_kernel(now=True)
+        await self._connect()
+
+    async def execute(self, code: str, time_limit: float) -> CellResult:
+        """Run one cell; never raises for what the code does."""
+        assert self._km is not None, "start() first"
+        if not await self._km.is_alive():
+            await self._restart()
+            return CellResult(notice="The kernel had died and was restarted; its state was lost.")
+        result = CellResult()
+        msg_id = self._kc.execute(code, allow_stdin=False, stop_on_error=False)
+        deadline = time.monotonic() + time_limit
+        interrupted = False
+        while True:
+            try:
+                wait = min(POLL, max(0.05, deadline - time.monotonic()))
+                msg = await self._kc.get_iopub_msg(timeout=wait)
+            except Exception:  # queue.Empty: nothing before the deadline
+                if not await self._km.is_alive():
+                    await self._restart()
+                    result.error_name = "KernelDied"
+                    result.error = "The kernel died (killed, or over a memory or CPU limit)."
+                    result.notice = "The kernel was restarted; its state was lost."
+                    return result
+                if time.monotonic() < deadline:
+                    continue
+                if not interrupted:
+                    result.timed_out, interrupted = True, True
+                    await self._km.interrupt_kernel()
+                    deadline = time.monotonic() + INTERRUPT_GRACE
+                    continue
+                await self._restart()
+                result.notice = "The cell ignored the interrupt; the kernel was restarted."
+                return result
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                setattr(result, content["name"], getattr(result, content["name"]) + content["text"])
+            elif kind in ("execute_result", "display_data"):
+                data = content.get("data", {})
+                if "image/png" in data:
+                    result.images.append(base64.b64decode(data["image/png"]))
+                elif "text/plain" in data:
+                    result.text_results.append(data["text/plain"])
+                result.execution_count = content.get("execution_count") or result.execution_count
+            elif kind == "error":
+                result.error_name, result.error = content["ename"], content["evalue"]
+            elif kind == "status" and content["execution_state"] == "idle":
+                if interrupted:
+                    result.notice = f"Interrupted after {time_limit:g}s; the kernel kept its state."
+                return result
+
+    def path(self, relative: str) -> Path:
+        """A path inside the session folder, or ValueError (no escape by .. or symlinks)."""
+        assert self.workdir is not None
+        target = (self.workdir / relative).resolve()
+        if not target.is_relative_to(self.workdir.resolve()):
+            raise ValueError(f"{relative!r} is outside the session folder")
+        return target
+
+    async def write_file(self, relative: str, data: bytes) -> None:
+        target = self.path(relative)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        if self.uid is not None:
+            for path in (target, *target.parents):
+                if path == self.workdir:
+                    break
+                os.chown(path, self.uid, self.uid)
+
+    async def read_file(self, relative: str) -> bytes:
+        return self.path(relative).read_bytes()
+
+    async def close(self) -> None:
+        """Stop the kernel and everything it started, delete the folder. Idempotent."""
+        if self._kc is not None:
+            self._kc.stop_channels()
+            self._kc = None
+        if self._km is not None:
+            km, self._km = self._km, None
+            with contextlib.suppress(Exception):
+                await km.shutdown_kernel(now=True)
+        self._kill_leftovers()
+        if self.uid is not None:
+            isolation.release_uid(self.uid)
+            self.uid = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def _kill_leftovers(self) -> None:
+        """Processes of the session's uid that escaped the process group (setsid, nohup)."""
+        if self.uid is None:
+            return
+        for status in Path("/proc").glob("[0-9]*/status"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                uid_line = next(
+                    line for line in status.read_text().splitlines() if line[:4] == "Uid:"
+                )
+                if int(uid_line.split()[1]) == self.uid:
+                    os.kill(int(status.parent.name), signal.SIGKILL)
+
+
+def describe(result: CellResult, limit: int) -> str:
+    """The cell's outcome as text for the model, each part cut to ``limit`` characters."""
+
+    def cut(text: str) -> str:
+        return (
+            text
+            if len(text) <= limit
+            else f"{text[:limit]}\n... [{len(text) - limit} more characters cut]"
+        )
+
+    parts = []
+    if result.stdout:
+        parts.append(f"[stdout]\n{cut(result.stdout)}")
+    if result.stderr:
+        parts.append(f"[stderr]\n{cut(result.stderr)}")
+    for text in result.text_results:
+        parts.append(f"[result]\n{cut(text)}")
+    if result.images:
+        parts.append(f"[images] {len(result.images)} PNG image(s) attached")
+    if result.error is not None:
+        parts.append(f"[error] {result.error_name}: {cut(result.error)}")
+    if result.timed_out:
+        parts.append("[timeout] the cell ran past its time limit")
+    if result.notice:
+        parts.append(f"[notice] {result.notice}")
+    return "\n".join(parts) or "[no output]"
