@@ -319,3 +319,10 @@ def update(session: nox.Session) -> None:
     if problems:
         raise AssertionError("\n".join(problems))
     session.log(f"updated {release} -> HEAD with {FRAMEWORKS}: user edits kept, no conflicts")
+
+
+@nox.session(python="3.12")
+def bench(session: nox.Session) -> None:
+    """Adapters vs each framework's minimal env and a plain floor (slow; not in default CI)."""
+    session.install(COPIER, "aiohttp", "uv")
+    session.run("python", "benchmarks/run.py", *session.posargs)

@@ -1,0 +1,210 @@
+"""What the adapters are compared with. Runs inside a framework's venv, from its folder.
+
+    python targets.py FRAMEWORK baseline PORT  # the framework's own minimal env: one `echo` tool
+    python targets.py FRAMEWORK floor PORT     # plain FastAPI calling the domain directly
+    python targets.py FRAMEWORK domain         # one in-process domain call, in microseconds
+
+Servers bind 127.0.0.1 and freeze the garbage collector before serving, as the adapters do.
+"""
+
+import asyncio
+import gc
+import json
+import os
+import sys
+import time
+from typing import Any
+
+HOST = "127.0.0.1"
+ARGS = {"word": "zzzzz"}  # not in the word list: an error result that uses no turn
+
+
+def serve(app: Any, port: int) -> None:
+    import uvicorn
+
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host=HOST, port=port, log_level="warning")
+
+
+def floor_app() -> Any:
+    """HTTP (/open, /call/NAME, /close by X-Session-ID) and a WebSocket shaped like OpenEnv's."""
+    import wordle
+    from fastapi import FastAPI, Header, Request, WebSocket
+
+    app = FastAPI()
+    episodes: dict[str, wordle.Episode] = {}
+
+    async def start(data: dict[str, Any]) -> tuple[wordle.Episode, str]:
+        episode = wordle.new_episode(wordle.get_task(data["split"], data["index"]))
+        return episode, (await episode.reset()).text
+
+    def reply(result: wordle.StepResult) -> dict[str, Any]:
+        return {"text": result.text, "reward": result.reward, "done": result.done}
+
+    @app.post("/open")
+    async def open_(request: Request, x_session_id: str = Header()) -> dict[str, Any]:
+        episodes[x_session_id], prompt = await start(await request.json())
+        return {"prompt": prompt}
+
+    @app.post("/call/{name}")
+    async def call(name: str, request: Request, x_session_id: str = Header()) -> dict[str, Any]:
+        return reply(await episodes[x_session_id].step(name, await request.json()))
+
+    @app.post("/close")
+    async def close(x_session_id: str = Header()) -> dict[str, Any]:
+        episode = episodes.pop(x_session_id, None)
+        if episode is not None:
+            await episode.close()
+        return {}
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        episode = None
+        try:
+            while (msg := await websocket.receive_json())["type"] != "close":
+                if msg["type"] == "reset":
+                    episode, prompt = await start(msg["data"])
+                    await websocket.send_json({"type": "observation", "data": {"prompt": prompt}})
+                elif episode is not None:
+                    result = await episode.step(msg["data"]["tool_name"], msg["data"]["arguments"])
+                    await websocket.send_json({"type": "observation", "data": reply(result)})
+        finally:
+            if episode is not None:
+                await episode.close()
+
+    return app
+
+
+def ors_baseline(port: int) -> None:
+    os.environ.setdefault("OPENREWARD_LOG_LEVEL", "WARNING")  # as the adapter's serve.py
+    from openreward.environments import Environment, Server, Split, TextBlock, ToolOutput, tool
+    from pydantic import BaseModel
+
+    class EchoArgs(BaseModel):
+        text: str
+
+    class EchoEnv(Environment):
+        @classmethod
+        def list_splits(cls) -> list[Split]:
+            return [Split(name="test", type="test")]
+
+        @classmethod
+        def list_tasks(cls, split: str) -> list[dict[str, Any]]:
+            return [{"id": "echo-0"}]
+
+        async def get_prompt(self) -> list[TextBlock]:
+            return [TextBlock(text="Say something.")]
+
+        @tool
+        async def echo(self, params: EchoArgs) -> ToolOutput:
+            """Echo the text back."""
+            return ToolOutput(blocks=[TextBlock(text=params.text)], reward=0.0, finished=False)
+
+    server = Server([EchoEnv])
+    gc.collect()
+    gc.freeze()
+    server.run(host=HOST, port=port)
+
+
+def nemo_gym_baseline(port: int) -> None:
+    import serve as adapter
+    from nemo_gym.base_resources_server import (
+        BaseResourcesServerConfig,
+        BaseVerifyRequest,
+        BaseVerifyResponse,
+        SimpleResourcesServer,
+    )
+    from pydantic import BaseModel
+
+    class EchoArgs(BaseModel):
+        text: str
+
+    class EchoServer(SimpleResourcesServer):
+        config: BaseResourcesServerConfig
+
+        def setup_webserver(self) -> Any:
+            app = super().setup_webserver()
+
+            @app.post("/echo")
+            async def echo(body: EchoArgs) -> dict[str, Any]:
+                return {"observation": body.text, "reward": 0.0, "done": False}
+
+            return app
+
+        async def verify(self, body: BaseVerifyRequest) -> BaseVerifyResponse:
+            return BaseVerifyResponse(**body.model_dump(), reward=0.0)
+
+    config = adapter.resources_config(HOST, port)
+    serve(adapter.build_app(config, adapter.RESOURCES_SERVER, EchoServer), port)
+
+
+def openenv_baseline(port: int) -> None:
+    from openenv.core.env_server.http_server import create_app
+    from openenv.core.env_server.interfaces import Environment
+    from openenv.core.env_server.mcp_types import CallToolAction, CallToolObservation
+    from openenv.core.env_server.types import ConcurrencyConfig, Observation, State
+
+    class EchoEnvironment(Environment):
+        SUPPORTS_CONCURRENT_SESSIONS = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._state = State()
+
+        @property
+        def state(self) -> State:
+            return self._state
+
+        async def reset_async(self, seed: Any = None, episode_id: Any = None, **kw: Any) -> Any:
+            return Observation()
+
+        async def step_async(self, action: Any, timeout_s: Any = None, **kw: Any) -> Any:
+            text = {"type": "text", "text": action.arguments.get("text", "")}
+            result = {"content": [text], "is_error": False}
+            return CallToolObservation(tool_name=action.tool_name, result=result, reward=0.0)
+
+        def reset(self, seed: Any = None, episode_id: Any = None, **kw: Any) -> Any:
+            return Observation()
+
+        def step(self, action: Any, timeout_s: Any = None, **kw: Any) -> Any:
+            return asyncio.run(self.step_async(action))
+
+    cap = int(os.environ.get("MAX_CONCURRENT_ENVS", "64"))  # as the adapter's server/app.py
+    concurrency = ConcurrencyConfig(max_concurrent_envs=cap, session_timeout=600)
+    app = create_app(
+        EchoEnvironment,
+        CallToolAction,
+        CallToolObservation,
+        env_name="echo",
+        concurrency_config=concurrency,
+    )
+    serve(app, port)
+
+
+def domain_call_us(n: int = 20000) -> float:
+    import wordle
+
+    async def run() -> float:
+        episode = wordle.new_episode(wordle.get_task("test", 0))
+        await episode.reset()
+        start = time.perf_counter()
+        for _ in range(n):
+            await episode.step("guess", ARGS)
+        return (time.perf_counter() - start) / n * 1e6
+
+    return asyncio.run(run())
+
+
+BASELINES = {"ors": ors_baseline, "nemo_gym": nemo_gym_baseline, "openenv": openenv_baseline}
+
+if __name__ == "__main__":
+    framework, kind, *rest = sys.argv[1:]
+    sys.path.insert(0, ".")
+    if kind == "domain":
+        print(json.dumps({"domain_call_us": domain_call_us()}))
+    elif kind == "floor":
+        serve(floor_app(), int(rest[0]))
+    else:
+        BASELINES[framework](int(rest[0]))
