@@ -247,6 +247,29 @@ def verifiers_rollouts() -> dict[str, Any]:
     return {"rollouts": rollouts, "wall_s": wall, "cpu_s_per_rollout": cpu / rollouts}
 
 
+def sandbox_backend() -> dict[str, Any]:
+    """Kernel figures from a rendered sandbox env (domain package only, bubblewrap if it works)."""
+    env, venv = TMP / "env-sandbox", TMP / "venvs" / "sandbox"
+    shutil.rmtree(env, ignore_errors=True)
+    data = ["env_name=wordle", "archetype=sandbox", "frameworks=[ors]"]
+    flags = [
+        "--quiet",
+        "--defaults",
+        "--vcs-ref",
+        "HEAD",
+        *(a for d in data for a in ("--data", d)),
+    ]
+    subprocess.run([str(c) for c in [BIN / "copier", "copy", *flags, ROOT, env]], check=True)
+    subprocess.run(["uv", "venv", "-q", "--allow-existing", "-p", PY312, venv], check=True)
+    install = ["uv", "pip", "install", "-q", "-p", venv / "bin" / "python", "-e", env]
+    subprocess.run(
+        [str(c) for c in install], check=True, env={**os.environ, "UV_COMPILE_BYTECODE": "1"}
+    )
+    cmd = pin(0, [venv / "bin" / "python", HERE / "sandbox.py", "8" if QUICK else "32"])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=900).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def machine() -> dict[str, Any]:
     cpu = next(
         (
@@ -300,7 +323,7 @@ def table(result: dict[str, Any]) -> str:
         for fw, r in result["ratios"].items()
     ]
     fw, metric, worst = result["worst_ratio"]
-    v = result["verifiers"]
+    v, sb = result["verifiers"], result["sandbox"]
     lines = [
         f"Date {result['date']}; {result['machine']['cpu']}, {result['machine']['cores']} cores, "
         f"{result['machine']['mem_gb']} GB; load average (1 min) "
@@ -342,6 +365,18 @@ def table(result: dict[str, Any]) -> str:
         f"| domain test suite (`pytest`, rendered env) | {result['domain_tests_s']:.1f} s |",
         f"| uv install of all {len(FRAMEWORKS) + 1} venvs, in parallel (warm uv cache) "
         f"| {result['install_s']:.0f} s |",
+        "",
+        f"### Sandbox backend (a Jupyter kernel per session, isolation {sb['isolation']})",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| cold session start, p50 / max of {sb['sessions_held']} "
+        f"| {sb['cold_start_p50_s']:.2f} / {sb['cold_start_max_s']:.2f} s |",
+        f"| execute round trip (`x = 1`), p50 / p99 "
+        f"| {sb['execute_p50_ms']:.1f} / {sb['execute_p99_ms']:.1f} ms |",
+        f"| memory per idle session (PSS) | {sb['pss_per_session_mib'] or float('nan'):.0f} MiB |",
+        f"| sessions held at once, answering | {sb['sessions_answering']}/{sb['sessions_held']} |",
+        f"| close, per session | {sb['close_s']:.2f} s |",
     ]
     return "\n".join(lines) + "\n"
 
@@ -367,6 +402,8 @@ def main() -> None:
         result["frameworks"][fw] = serve_and_measure(fw)
     print("measuring verifiers", flush=True)
     result["verifiers"] = verifiers_rollouts()
+    print("measuring the sandbox backend", flush=True)
+    result["sandbox"] = sandbox_backend()
     result["ratios"] = ratios(result["frameworks"])
     result["worst_ratio"] = max(
         ((fw, k, v) for fw, r in result["ratios"].items() for k, v in r.items()),
