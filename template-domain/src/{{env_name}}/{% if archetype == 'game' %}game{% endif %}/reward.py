@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .rules import CORRECT, MAX_GUESSES, SOLVED, WORD_LENGTH, allowed, feedback
+from .rules import CORRECT, SOLVED, WORD_LENGTH
 
 PARTIAL_CREDIT = 0.2
 """Most a failed game can earn (reached only with four greens in one guess, scaled by 5)."""
@@ -27,20 +27,3 @@ def score(patterns: Sequence[str]) -> float:
 def step_reward(before: Sequence[str], pattern: str) -> float:
     """Reward for the guess that produced ``pattern`` after the patterns ``before``."""
     return round(score([*before, pattern]) - score(before), 6)
-
-
-def score_guesses(answer: str, guesses: Sequence[str]) -> float:
-    """Grade a trajectory from its guesses alone, applying the game's rules.
-
-    Invalid guesses are skipped (they cost no turn), guesses after the sixth valid one or
-    after a solve do not count.
-    """
-    patterns: list[str] = []
-    for raw in guesses:
-        guess = raw.strip().lower()
-        if guess not in allowed():
-            continue
-        patterns.append(feedback(guess, answer))
-        if patterns[-1] == SOLVED or len(patterns) == MAX_GUESSES:
-            break
-    return score(patterns)
