@@ -250,29 +250,45 @@ def git(cwd: Path, *args: str) -> str:
     ).stdout
 
 
-def latest_release() -> str:
-    tags = subprocess.run(
-        ["git", "tag", "--list", "v*"], capture_output=True, text=True, cwd=ROOT, check=True
-    ).stdout.split()
-    if not tags:
-        raise RuntimeError("no release tag (v*) in this clone: fetch tags to run the update test")
+# Release tags are the source of truth; their commits are recorded here too so the update
+# test also runs in clones made without tags (add each new release).
+RELEASES = {
+    "v0.1.0": "6edb214514f3424ee57f1cc78302b8084727d5f6",
+    "v0.2.0": "630bf4c076125ffa1e79f7407d47bc9df20b0956",
+}
+
+
+def latest_release() -> tuple[str, str]:
+    """The newest release as (name, git ref): a tag if present, else its recorded commit."""
 
     def version(tag: str) -> tuple[int, ...]:
         return tuple(int(x) for x in re.findall(r"\d+", tag))
 
-    return max(tags, key=version)
+    tags = git(ROOT, "tag", "--list", "v*").split()
+    if tags:
+        tag = max(tags, key=version)
+        return tag, tag
+    name = max(RELEASES, key=version)
+    commit = RELEASES[name]
+    found = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT)
+    if found.returncode:
+        raise RuntimeError(
+            f"release {name} ({commit[:12]}) is not in this clone and no v* tag is: "
+            "clone with history (`git fetch --unshallow --tags`) to run the update test"
+        )
+    return name, commit
 
 
 @nox.session
 def update(session: nox.Session) -> None:
     """Copy the last release, commit user edits, `copier update` to HEAD adding frameworks."""
     session.install(COPIER)
-    release = latest_release()
+    release, ref = latest_release()
     dst = Path(session.create_tmp()) / "user-env"
     shutil.rmtree(dst, ignore_errors=True)
     # Start from a framework the release already offered; the update then adds all the others.
-    first = offered_choices(session, release)["frameworks"][:1]
-    copy(session, dst, ref=release, frameworks=first)
+    first = offered_choices(session, ref)["frameworks"][:1]
+    copy(session, dst, ref=ref, frameworks=first)
     git(dst, "init", "-q")
     git(dst, "add", "-A")
     git(dst, "commit", "-qm", "copier copy")
