@@ -25,7 +25,7 @@ WORK = ROOT / "rendered"  # rendered environments (git-ignored; not under .nox, 
 COPIER = "copier==9.19.1"
 
 # The matrix. `questions` fails if copier.yml offers a choice that is missing here.
-ARCHETYPES = ["game", "sandbox"]
+ARCHETYPES = ["game", "sandbox", "computer_use"]
 FRAMEWORKS = ["nemo_gym", "verifiers", "openenv", "ors"]
 SUBSETS = [
     list(c) for n in range(1, len(FRAMEWORKS) + 1) for c in itertools.combinations(FRAMEWORKS, n)

@@ -247,11 +247,11 @@ def verifiers_rollouts() -> dict[str, Any]:
     return {"rollouts": rollouts, "wall_s": wall, "cpu_s_per_rollout": cpu / rollouts}
 
 
-def sandbox_backend() -> dict[str, Any]:
-    """Kernel figures from a rendered sandbox env (domain package only, bubblewrap if it works)."""
-    env, venv = TMP / "env-sandbox", TMP / "venvs" / "sandbox"
+def backend_figures(archetype: str, env_name: str, script: str, sessions: int) -> dict[str, Any]:
+    """Backend figures from a rendered env of ``archetype`` (domain package only)."""
+    env, venv = TMP / f"env-{archetype}", TMP / "venvs" / archetype
     shutil.rmtree(env, ignore_errors=True)
-    data = ["env_name=wordle", "archetype=sandbox", "frameworks=[ors]"]
+    data = [f"env_name={env_name}", f"archetype={archetype}", "frameworks=[ors]"]
     flags = [
         "--quiet",
         "--defaults",
@@ -265,9 +265,19 @@ def sandbox_backend() -> dict[str, Any]:
     subprocess.run(
         [str(c) for c in install], check=True, env={**os.environ, "UV_COMPILE_BYTECODE": "1"}
     )
-    cmd = pin(0, [venv / "bin" / "python", HERE / "sandbox.py", "8" if QUICK else "32"])
+    cmd = pin(0, [venv / "bin" / "python", HERE / script, str(sessions)])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=900).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def sandbox_backend() -> dict[str, Any]:
+    """Kernel figures (bubblewrap if it works)."""
+    return backend_figures("sandbox", "wordle", "sandbox.py", 8 if QUICK else 32)
+
+
+def desktop_backend() -> dict[str, Any]:
+    """X display figures (Xvfb + the task app per session)."""
+    return backend_figures("computer_use", "desk", "desktop.py", 4 if QUICK else 16)
 
 
 def machine() -> dict[str, Any]:
@@ -323,7 +333,7 @@ def table(result: dict[str, Any]) -> str:
         for fw, r in result["ratios"].items()
     ]
     fw, metric, worst = result["worst_ratio"]
-    v, sb = result["verifiers"], result["sandbox"]
+    v, sb, dk = result["verifiers"], result["sandbox"], result["desktop"]
     lines = [
         f"Date {result['date']}; {result['machine']['cpu']}, {result['machine']['cores']} cores, "
         f"{result['machine']['mem_gb']} GB; load average (1 min) "
@@ -377,6 +387,20 @@ def table(result: dict[str, Any]) -> str:
         f"| memory per idle session (PSS) | {sb['pss_per_session_mib'] or float('nan'):.0f} MiB |",
         f"| sessions held at once, answering | {sb['sessions_answering']}/{sb['sessions_held']} |",
         f"| close, per session | {sb['close_s']:.2f} s |",
+        "",
+        f"### Desktop backend (Xvfb + the task app per session, {dk['screen']} screen)",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| cold session start, p50 / max of {dk['sessions_held']} "
+        f"| {dk['cold_start_p50_s']:.2f} / {dk['cold_start_max_s']:.2f} s |",
+        f"| screenshot (grab + PNG), p50; PNG size | {dk['screenshot_p50_ms']:.1f} ms; "
+        f"{dk['screenshot_kb']:.0f} KB |",
+        f"| action round trip (left_click + settle + screenshot), p50 / p99 "
+        f"| {dk['click_p50_ms']:.1f} / {dk['click_p99_ms']:.1f} ms |",
+        f"| memory per session (PSS, Xvfb + app) | {dk['pss_per_session_mib']:.0f} MiB |",
+        f"| sessions held at once, answering | {dk['sessions_answering']}/{dk['sessions_held']} |",
+        f"| close, per session | {dk['close_s']:.2f} s |",
     ]
     return "\n".join(lines) + "\n"
 
@@ -404,6 +428,8 @@ def main() -> None:
     result["verifiers"] = verifiers_rollouts()
     print("measuring the sandbox backend", flush=True)
     result["sandbox"] = sandbox_backend()
+    print("measuring the desktop backend", flush=True)
+    result["desktop"] = desktop_backend()
     result["ratios"] = ratios(result["frameworks"])
     result["worst_ratio"] = max(
         ((fw, k, v) for fw, r in result["ratios"].items() for k, v in r.items()),

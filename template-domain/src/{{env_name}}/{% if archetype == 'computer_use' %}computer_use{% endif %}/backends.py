@@ -1,0 +1,27 @@
+"""The small interface every desktop backend implements, and the factory."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from . import settings
+from .actions import ComputerArgs
+from .display import X11Desktop
+
+
+class Desktop(Protocol):
+    @property
+    def info(self) -> dict[str, Any]: ...
+    async def start(self) -> None: ...
+    async def screenshot(self) -> bytes: ...
+    async def act(self, action: ComputerArgs) -> None: ...
+    async def state(self) -> dict[str, Any]: ...
+    async def close(self) -> None: ...
+
+
+def make_desktop(layout: dict[str, Any], backend: str | None = None) -> Desktop:
+    """The configured backend (``<PACKAGE>_DESKTOP_BACKEND``), not started."""
+    name = backend or settings.BACKEND
+    if name == "x11":
+        return X11Desktop(layout)
+    raise ValueError(f"unknown desktop backend {name!r}; this environment offers 'x11'")

@@ -1,0 +1,266 @@
+"""The local desktop: per session a real X display (Xvfb), the task app on it, input through
+xdotool and PNG screenshots through mss. ``close()`` leaves no process, lock or socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import mss
+import mss.tools
+
+from . import settings
+from .actions import ComputerArgs, xdotool_keys
+
+TYPE_CHUNK = 50  # characters per xdotool type call, as Anthropic's reference tool
+WHEEL = {"up": "4", "down": "5", "left": "6", "right": "7"}
+
+
+class DesktopError(RuntimeError):
+    """The display or the task app failed (not the agent's fault)."""
+
+
+def missing_tools() -> list[str]:
+    return [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
+
+
+def sweep_dead_sessions(root: Path) -> None:
+    """Remove session folders whose server process is gone (a crashed server's leftovers)."""
+    for folder in root.glob("desk-*"):
+        try:
+            pid = int((folder / "owner").read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
+
+
+def remove_x_leftovers(number: str) -> None:
+    """Xvfb removes its lock and socket on SIGTERM, not when it had to be killed."""
+    for leftover in (f"/tmp/.X{number}-lock", f"/tmp/.X11-unix/X{number}"):
+        Path(leftover).unlink(missing_ok=True)
+
+
+@cache
+def prepare_session_root() -> Path:
+    """Create the session root once per process and sweep dead servers' folders."""
+    settings.SESSION_ROOT.mkdir(parents=True, exist_ok=True)
+    sweep_dead_sessions(settings.SESSION_ROOT)
+    return settings.SESSION_ROOT
+
+
+def stop(process: subprocess.Popen[bytes] | None, grace: float = 3.0) -> None:
+    """SIGTERM the process group, SIGKILL it after ``grace`` seconds, reap the leader."""
+    if process is None or process.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class X11Desktop:
+    """One Xvfb display running the task app drawn from ``layout``."""
+
+    def __init__(self, layout: dict[str, Any]) -> None:
+        self.layout = layout
+        self.width, self.height = settings.WIDTH, settings.HEIGHT
+        self.folder: Path | None = None
+        self.display = ""
+        self.xvfb: subprocess.Popen[bytes] | None = None
+        self.app: subprocess.Popen[bytes] | None = None
+        self._grabber: Any = None
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {"backend": "x11", "display": self.display, "screen": [self.width, self.height]}
+
+    @property
+    def state_path(self) -> Path:
+        assert self.folder is not None
+        return self.folder / "state.json"
+
+    async def start(self) -> None:
+        if missing := missing_tools():
+            raise DesktopError(
+                f"{' and '.join(missing)} not found: install them "
+                "(Debian/Ubuntu: sudo apt-get install xvfb xdotool)"
+            )
+        self.folder = Path(tempfile.mkdtemp(prefix="desk-", dir=prepare_session_root()))
+        (self.folder / "owner").write_text(str(os.getpid()))
+        (self.folder / "layout.json").write_text(json.dumps(self.layout))
+        try:
+            await asyncio.wait_for(self._start(), settings.START_TIMEOUT)
+        except BaseException as exc:
+            log = self._log_tail()
+            await self.close()
+            if isinstance(exc, TimeoutError):
+                raise DesktopError(f"the desktop did not come up in time{log}") from None
+            raise
+
+    async def _start(self) -> None:
+        read = self._spawn_xvfb()
+        with os.fdopen(read) as pipe:  # Xvfb writes its display number once it accepts clients
+            number = (await asyncio.to_thread(pipe.readline)).strip()
+        if not number.isdigit():
+            raise DesktopError(f"Xvfb did not start{self._log_tail()}")
+        self.display = f":{number}"
+        self.app = self._spawn_app()
+        while not (await self.state()).get("ready"):
+            if self.app.poll() is not None:
+                raise DesktopError(f"the task app exited{self._log_tail()}")
+            await asyncio.sleep(0.02)
+        self._grabber = mss.MSS(display=self.display)
+
+    def _spawn_xvfb(self) -> int:
+        """Start Xvfb; return the pipe it reports its display number on."""
+        assert self.folder is not None
+        read, write = os.pipe()
+        screen = f"{self.width}x{self.height}x24"
+        with open(self.folder / "xvfb.log", "wb") as log:
+            self.xvfb = subprocess.Popen(
+                ["Xvfb", "-displayfd", str(write), "-screen", "0", screen, "-nolisten", "tcp"],
+                pass_fds=(write,),
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        os.close(write)
+        return read
+
+    def _spawn_app(self) -> subprocess.Popen[bytes]:
+        assert self.folder is not None
+        with open(self.folder / "app.log", "wb") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", f"{__package__}.app", "layout.json", "state.json"],
+                cwd=self.folder,
+                env={**os.environ, "DISPLAY": self.display},
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def _log_tail(self) -> str:
+        lines: list[str] = []
+        for name in ("xvfb.log", "app.log"):
+            path = self.folder / name if self.folder else None
+            if path and path.exists():
+                lines += path.read_text(errors="replace").strip().splitlines()[-5:]
+        return (":\n" + "\n".join(lines)) if lines else ""
+
+    async def state(self) -> dict[str, Any]:
+        """The app's own record of what happened (empty until it is up)."""
+        try:
+            return json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return {}
+
+    async def screenshot(self) -> bytes:
+        """The whole screen as PNG (zlib level 1: fast, about 30 KB at 1024x768)."""
+        if self._grabber is None:
+            raise DesktopError("the desktop is not running")
+        shot = self._grabber.grab(self._grabber.monitors[0])
+        return mss.tools.to_png(shot.rgb, shot.size, level=1)
+
+    async def act(self, action: ComputerArgs) -> None:
+        """Perform one validated action (not screenshot or terminate)."""
+        if action.action == "wait":
+            await asyncio.sleep(action.duration or 0)
+            return
+        for command in self._commands(action):
+            await self._xdotool(*command)
+        await asyncio.sleep(settings.SETTLE)
+
+    def _commands(self, a: ComputerArgs) -> list[list[str]]:
+        def move(point: list[int] | None) -> list[str]:
+            assert point is not None
+            return ["mousemove", "--sync", str(point[0]), str(point[1])]
+
+        match a.action:
+            case "left_click":
+                return [[*move(a.coordinate), "click", "1"]]
+            case "right_click":
+                return [[*move(a.coordinate), "click", "3"]]
+            case "double_click":
+                return [[*move(a.coordinate), "click", "--repeat", "2", "--delay", "80", "1"]]
+            case "mouse_move":
+                return [move(a.coordinate)]
+            case "left_click_drag":
+                path = [*move(a.start_coordinate), "mousedown", "1", *move(a.coordinate)]
+                return [[*path, "mouseup", "1"]]
+            case "scroll":
+                wheel = WHEEL[a.scroll_direction or "down"]
+                return [[*move(a.coordinate), "click", "--repeat", str(a.scroll_amount), wheel]]
+            case "type":
+                text = a.text or ""
+                chunks = [text[i : i + TYPE_CHUNK] for i in range(0, len(text), TYPE_CHUNK)]
+                return [["type", "--delay", "12", "--", chunk] for chunk in chunks]
+            case "key":
+                return [["key", "--", *xdotool_keys(a.text or "")]]
+        return []
+
+    async def _xdotool(self, *args: str) -> None:
+        process = await asyncio.create_subprocess_exec(
+            "xdotool",
+            *args,
+            env={**os.environ, "DISPLAY": self.display},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await process.communicate()
+        if process.returncode:
+            raise DesktopError(f"xdotool {args[0]} failed: {err.decode(errors='replace').strip()}")
+
+    async def close(self) -> None:
+        """Stop the app and the display; remove the session folder. Idempotent."""
+        if self._grabber is not None:
+            grabber, self._grabber = self._grabber, None
+            grabber.close()
+        app, self.app = self.app, None
+        xvfb, self.xvfb = self.xvfb, None
+        await asyncio.to_thread(stop, app)
+        await asyncio.to_thread(stop, xvfb)
+        if self.display:
+            number, self.display = self.display[1:], ""
+            remove_x_leftovers(number)
+        if self.folder is not None:
+            folder, self.folder = self.folder, None
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class Limit:
+    """Bounds live desktops per process."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.live = limit, 0
+
+    def admit(self) -> None:
+        if self.live >= self.limit:
+            raise DesktopError(
+                f"the server already runs {self.limit} desktops; close one or retry later"
+            )
+        self.live += 1
+
+    def release(self) -> None:
+        self.live = max(0, self.live - 1)
+
+
+LIMIT = Limit(settings.MAX_SESSIONS)

@@ -1,0 +1,104 @@
+"""The computer-use episode: one desktop per session, Anthropic's action set as one tool.
+
+Every action returns a screenshot. ``terminate`` (or running out of actions) ends the episode,
+which is then graded from the task app's recorded state; the agent's ``status`` is only noted.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from ..core import Episode, Observation, StepResult, Task, ToolError, ToolSpec
+from . import settings
+from .actions import ComputerArgs
+from .backends import Desktop, make_desktop
+from .display import LIMIT, DesktopError
+from .reward import grade
+
+TOOLS = (
+    ToolSpec(
+        "computer",
+        f"Use the computer: a {settings.WIDTH}x{settings.HEIGHT} screen with a mouse and "
+        "keyboard. Actions: screenshot, left_click, right_click, double_click, mouse_move "
+        "(coordinate), left_click_drag (start_coordinate, coordinate), scroll (coordinate, "
+        "scroll_direction, scroll_amount), type (text), key (text, e.g. 'Return' or 'ctrl+a'), "
+        "wait (duration), terminate (status). Returns a screenshot after every action.",
+        ComputerArgs,
+    ),
+)
+
+
+class DesktopEpisode(Episode):
+    tools = TOOLS
+    holds_resources = True  # an X server and the task app
+
+    def __init__(self, task: Task) -> None:
+        super().__init__(task)
+        self.desktop: Desktop | None = None
+        self.steps = 0
+        self.ended = False
+        self.result = 0.0
+
+    async def reset(self) -> Observation:
+        await self._release()
+        self.steps, self.ended, self.result = 0, False, 0.0
+        LIMIT.admit()
+        self.desktop = make_desktop(self.task.secret["layout"])
+        try:
+            await self.desktop.start()
+            screen = await self.desktop.screenshot()
+        except BaseException:
+            await self._release()
+            raise
+        return Observation(self.task.prompt, (screen,))
+
+    @property
+    def info(self) -> dict[str, object]:
+        return {**self.desktop.info, "steps": self.steps} if self.desktop else {}
+
+    @property
+    def done(self) -> bool:
+        return self.ended
+
+    @property
+    def score(self) -> float:
+        return self.result
+
+    async def _apply(self, name: str, args: BaseModel) -> StepResult:
+        assert isinstance(args, ComputerArgs)
+        args.check()
+        desktop = self.desktop
+        if desktop is None:
+            raise ToolError("The desktop session has ended.")
+        if args.action == "terminate":
+            self.steps += 1
+            return await self._end(f"You ended the episode ({args.status}).")
+        try:
+            if args.action != "screenshot":
+                await desktop.act(args)
+            screen = await desktop.screenshot()
+        except DesktopError as exc:
+            raise ToolError(f"The action failed: {exc}.") from None
+        self.steps += 1  # only actions that went through count towards MAX_STEPS
+        text = args.describe()
+        if self.steps >= settings.MAX_STEPS:
+            ended = await self._end(f"{text}\nThat was the last of {settings.MAX_STEPS} actions.")
+            return StepResult(ended.text, ended.reward, True, images=(screen,), info=self.info)
+        return StepResult(text, 0.0, False, images=(screen,), info=self.info)
+
+    async def _end(self, text: str) -> StepResult:
+        assert self.desktop is not None
+        self.ended = True
+        self.result = grade(self.task, await self.desktop.state())
+        verdict = "solved" if self.result == 1.0 else "not solved"
+        return StepResult(f"{text} The episode is over: the task is {verdict}.", self.result, True)
+
+    async def _release(self) -> None:
+        if self.desktop is not None:
+            desktop, self.desktop = self.desktop, None
+            LIMIT.release()
+            await desktop.close()
+
+    async def close(self) -> None:
+        await self._release()
+        await super().close()
