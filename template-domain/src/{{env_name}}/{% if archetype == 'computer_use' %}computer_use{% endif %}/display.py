@@ -4,6 +4,7 @@ xdotool and PNG screenshots through mss. ``close()`` leaves no process, lock or 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import shutil
@@ -29,6 +30,15 @@ class DesktopError(RuntimeError):
     """The display or the task app failed (not the agent's fault)."""
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Run in the child before exec: SIGKILL it when the server that started it dies, so a
+    crashed or killed server leaves no display behind (Linux; the app dies with its display)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def missing_tools() -> list[str]:
     return [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
 
@@ -45,10 +55,19 @@ def sweep_dead_sessions(root: Path) -> None:
             continue
 
 
-def remove_x_leftovers(number: str) -> None:
-    """Xvfb removes its lock and socket on SIGTERM, not when it had to be killed."""
-    for leftover in (f"/tmp/.X{number}-lock", f"/tmp/.X11-unix/X{number}"):
-        Path(leftover).unlink(missing_ok=True)
+def remove_x_leftovers(number: str, pid: int) -> None:
+    """Xvfb removes its lock and socket on SIGTERM, not when it had to be killed. Remove them
+    only if the lock still names our server: the display number may already be another's."""
+    lock = Path(f"/tmp/.X{number}-lock")
+    try:
+        owner = int(lock.read_text().strip())
+    except FileNotFoundError:
+        owner = pid
+    except (OSError, ValueError):
+        return
+    if owner == pid:
+        Path(f"/tmp/.X11-unix/X{number}").unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)
 
 
 @cache
@@ -138,6 +157,7 @@ class X11Desktop:
                 ["Xvfb", "-displayfd", str(write), "-screen", "0", screen, "-nolisten", "tcp"],
                 pass_fds=(write,),
                 start_new_session=True,
+                preexec_fn=die_with_parent,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -153,6 +173,7 @@ class X11Desktop:
                 cwd=self.folder,
                 env={**os.environ, "DISPLAY": self.display},
                 start_new_session=True,
+                preexec_fn=die_with_parent,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -238,9 +259,9 @@ class X11Desktop:
         xvfb, self.xvfb = self.xvfb, None
         await asyncio.to_thread(stop, app)
         await asyncio.to_thread(stop, xvfb)
-        if self.display:
+        if self.display and xvfb is not None:
             number, self.display = self.display[1:], ""
-            remove_x_leftovers(number)
+            remove_x_leftovers(number, xvfb.pid)
         if self.folder is not None:
             folder, self.folder = self.folder, None
             shutil.rmtree(folder, ignore_errors=True)
