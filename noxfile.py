@@ -340,5 +340,5 @@ def update(session: nox.Session) -> None:
 @nox.session(python="3.12")
 def bench(session: nox.Session) -> None:
     """Adapters vs each framework's minimal env and a plain floor (slow; not in default CI)."""
-    session.install(COPIER, "aiohttp", "uv")
+    session.install(COPIER, "aiohttp", "uv", "nox")
     session.run("python", "benchmarks/run.py", *session.posargs)
