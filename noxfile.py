@@ -163,14 +163,18 @@ def questions(session: nox.Session) -> None:
         "frameworks=[gym]": "Invalid choice",
         "author_email=nobody": "author_email must look like",
         "ors_port=80": "ors_port must be between 1024 and 65535",
+        "archetype=sandbox sandbox_cell_timeout=0": "sandbox_cell_timeout must be 1-600",
+        "archetype=computer_use cu_max_steps=1": "cu_max_steps must be 3-500",
+        "archetype=computer_use cu_screen=640x480": "Invalid choice",
     }
     for answer, message in bad.items():
         dst = Path(session.create_tmp()) / "bad-answer"
         shutil.rmtree(dst, ignore_errors=True)
         data = ["--data", "env_name=wordle"] if not answer.startswith("env_name") else []
+        data += [arg for item in answer.split(" ") for arg in ("--data", item)]
         copier = Path(session.bin) / "copier"
         run = subprocess.run(
-            [copier, "copy", "--defaults", "--vcs-ref", "HEAD", *data, "--data", answer, ROOT, dst],
+            [copier, "copy", "--defaults", "--vcs-ref", "HEAD", *data, ROOT, dst],
             capture_output=True,
             text=True,
         )

@@ -45,6 +45,7 @@ async def main() -> None:
             result = await episode.step("computer", {"action": "left_click", "coordinate": [5, 5]})
             trips.append(time.perf_counter() - began)
             assert not result.error, result.text
+    screen = episodes[0].info["screen"]
     memory = [pss_kb(e.desktop.xvfb.pid) + pss_kb(e.desktop.app.pid) for e in episodes]
     answering = 0
     for episode in episodes:
@@ -56,7 +57,7 @@ async def main() -> None:
     print(
         json.dumps(
             {
-                "screen": episodes[0].info.get("screen") if episodes[0].desktop else None,
+                "screen": "x".join(map(str, screen)),
                 "sessions_held": SESSIONS,
                 "sessions_answering": answering,
                 "cold_start_p50_s": statistics.median(starts),

@@ -24,6 +24,7 @@ from .actions import ComputerArgs, xdotool_keys
 
 TYPE_CHUNK = 50  # characters per xdotool type call, as Anthropic's reference tool
 WHEEL = {"up": "4", "down": "5", "left": "6", "right": "7"}
+XDOTOOL_TIMEOUT = 30.0  # seconds for one xdotool call (a 50-character chunk types in under 1)
 
 
 class DesktopError(RuntimeError):
@@ -213,13 +214,15 @@ class X11Desktop:
     def _commands(self, a: ComputerArgs) -> list[list[str]]:
         def move(point: list[int] | None) -> list[str]:
             assert point is not None
-            return ["mousemove", "--sync", str(point[0]), str(point[1])]
+            # no --sync: it waits for a pointer motion that never comes when the pointer is
+            # already there; the X server applies the move before the events that follow
+            return ["mousemove", str(point[0]), str(point[1])]
 
         match a.action:
             case "left_click":
-                return [[*move(a.coordinate), "click", "1"]]
+                return [[*move(a.coordinate), "click", "--delay", "0", "1"]]
             case "right_click":
-                return [[*move(a.coordinate), "click", "3"]]
+                return [[*move(a.coordinate), "click", "--delay", "0", "3"]]
             case "double_click":
                 return [[*move(a.coordinate), "click", "--repeat", "2", "--delay", "80", "1"]]
             case "mouse_move":
@@ -229,7 +232,17 @@ class X11Desktop:
                 return [[*path, "mouseup", "1"]]
             case "scroll":
                 wheel = WHEEL[a.scroll_direction or "down"]
-                return [[*move(a.coordinate), "click", "--repeat", str(a.scroll_amount), wheel]]
+                return [
+                    [
+                        *move(a.coordinate),
+                        "click",
+                        "--repeat",
+                        str(a.scroll_amount),
+                        "--delay",
+                        "0",
+                        wheel,
+                    ]
+                ]
             case "type":
                 text = a.text or ""
                 chunks = [text[i : i + TYPE_CHUNK] for i in range(0, len(text), TYPE_CHUNK)]
@@ -246,7 +259,12 @@ class X11Desktop:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
-        _, err = await process.communicate()
+        try:
+            _, err = await asyncio.wait_for(process.communicate(), XDOTOOL_TIMEOUT)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise DesktopError(f"xdotool {args[0]} did not finish in {XDOTOOL_TIMEOUT} s") from None
         if process.returncode:
             raise DesktopError(f"xdotool {args[0]} failed: {err.decode(errors='replace').strip()}")
 
