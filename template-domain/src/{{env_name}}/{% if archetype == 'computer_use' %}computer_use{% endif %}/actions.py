@@ -28,7 +28,7 @@ Action = Literal[
     "wait",
     "terminate",
 ]
-POINTING = {"left_click", "right_click", "double_click", "mouse_move", "scroll"}
+POINTING = {"left_click", "right_click", "double_click", "mouse_move"}
 NEEDS = {
     **{a: {"coordinate"} for a in POINTING},
     "left_click_drag": {"start_coordinate", "coordinate"},
@@ -144,7 +144,7 @@ class ComputerArgs(BaseModel):
 
     def check(self) -> None:
         """Raise ToolError unless this is a complete, in-range action."""
-        given = {name for name in NEEDS_ALL if getattr(self, name) is not None}
+        given = {name for name, value in self if name != "action" and value is not None}
         needed = NEEDS.get(self.action, set())
         if missing := sorted(needed - given):
             raise ToolError(f"{self.action} needs {', '.join(missing)}")
@@ -178,7 +178,3 @@ class ComputerArgs(BaseModel):
         if self.action == "screenshot":
             return "Took a screenshot."
         return f"{self.action.replace('_', ' ').capitalize()}{where}."
-
-
-NEEDS_ALL = ("coordinate", "start_coordinate", "text", "scroll_direction", "scroll_amount")
-NEEDS_ALL += ("duration", "status")

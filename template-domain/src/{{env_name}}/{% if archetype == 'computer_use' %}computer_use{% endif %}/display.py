@@ -11,14 +11,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import mss
 import mss.tools
 
+from ..core import new_session_folder
 from . import settings
 from .actions import ComputerArgs, xdotool_keys
 
@@ -44,18 +43,6 @@ def missing_tools() -> list[str]:
     return [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
 
 
-def sweep_dead_sessions(root: Path) -> None:
-    """Remove session folders whose server process is gone (a crashed server's leftovers)."""
-    for folder in root.glob("desk-*"):
-        try:
-            pid = int((folder / "owner").read_text())
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-        except (OSError, ValueError):
-            continue
-
-
 def remove_x_leftovers(number: str, pid: int) -> None:
     """Xvfb removes its lock and socket on SIGTERM, not when it had to be killed. Remove them
     only if the lock still names our server: the display number may already be another's."""
@@ -69,14 +56,6 @@ def remove_x_leftovers(number: str, pid: int) -> None:
     if owner == pid:
         Path(f"/tmp/.X11-unix/X{number}").unlink(missing_ok=True)
         lock.unlink(missing_ok=True)
-
-
-@cache
-def prepare_session_root() -> Path:
-    """Create the session root once per process and sweep dead servers' folders."""
-    settings.SESSION_ROOT.mkdir(parents=True, exist_ok=True)
-    sweep_dead_sessions(settings.SESSION_ROOT)
-    return settings.SESSION_ROOT
 
 
 def stop(process: subprocess.Popen[bytes] | None, grace: float = 3.0) -> None:
@@ -122,8 +101,7 @@ class X11Desktop:
                 f"{' and '.join(missing)} not found: install them "
                 "(Debian/Ubuntu: sudo apt-get install xvfb xdotool)"
             )
-        self.folder = Path(tempfile.mkdtemp(prefix="desk-", dir=prepare_session_root()))
-        (self.folder / "owner").write_text(str(os.getpid()))
+        self.folder = new_session_folder(settings.SESSION_ROOT, "desk-")
         (self.folder / "layout.json").write_text(json.dumps(self.layout))
         try:
             await asyncio.wait_for(self._start(), settings.START_TIMEOUT)

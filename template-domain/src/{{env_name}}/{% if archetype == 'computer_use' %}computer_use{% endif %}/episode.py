@@ -42,8 +42,9 @@ class DesktopEpisode(Episode):
     async def reset(self) -> Observation:
         await self._release()
         self.steps, self.ended, self.result = 0, False, 0.0
-        LIMIT.admit()
-        self.desktop = make_desktop(self.task.secret["layout"])
+        desktop = make_desktop(self.task.secret["layout"])  # refuses an unknown backend
+        LIMIT.admit()  # refuses beyond MAX_SESSIONS; _release() gives the slot back
+        self.desktop = desktop
         try:
             await self.desktop.start()
             screen = await self.desktop.screenshot()
@@ -72,7 +73,7 @@ class DesktopEpisode(Episode):
             raise ToolError("The desktop session has ended.")
         if args.action == "terminate":
             self.steps += 1
-            return await self._end(f"You ended the episode ({args.status}).")
+            return StepResult(*await self._end(f"You ended the episode ({args.status})."), True)
         try:
             if args.action != "screenshot":
                 await desktop.act(args)
@@ -80,18 +81,19 @@ class DesktopEpisode(Episode):
         except DesktopError as exc:
             raise ToolError(f"The action failed: {exc}.") from None
         self.steps += 1  # only actions that went through count towards MAX_STEPS
-        text = args.describe()
-        if self.steps >= settings.MAX_STEPS:
-            ended = await self._end(f"{text}\nThat was the last of {settings.MAX_STEPS} actions.")
-            return StepResult(ended.text, ended.reward, True, images=(screen,), info=self.info)
-        return StepResult(text, 0.0, False, images=(screen,), info=self.info)
+        text, reward, last = args.describe(), 0.0, self.steps >= settings.MAX_STEPS
+        if last:
+            last_call = f"That was the last of {settings.MAX_STEPS} actions."
+            text, reward = await self._end(f"{text}\n{last_call}")
+        return StepResult(text, reward, last, images=(screen,), info=self.info)
 
-    async def _end(self, text: str) -> StepResult:
+    async def _end(self, text: str) -> tuple[str, float]:
+        """End the episode and grade it from the app's state: the final text and reward."""
         assert self.desktop is not None
         self.ended = True
         self.result = grade(self.task, await self.desktop.state())
         verdict = "solved" if self.result == 1.0 else "not solved"
-        return StepResult(f"{text} The episode is over: the task is {verdict}.", self.result, True)
+        return f"{text} The episode is over: the task is {verdict}.", self.result
 
     async def _release(self) -> None:
         if self.desktop is not None:

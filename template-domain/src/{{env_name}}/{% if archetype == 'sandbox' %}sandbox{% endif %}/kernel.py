@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec
 
+from ..core import new_session_folder
 from . import isolation
 
 INTERRUPT_GRACE = 5.0
@@ -45,22 +45,6 @@ class CellResult:
     @property
     def success(self) -> bool:
         return self.error is None and not self.timed_out
-
-
-_swept: set[Path] = set()
-
-
-def sweep_stale(root: Path) -> None:
-    """Remove session folders left by servers that are gone (once per root and process)."""
-    if root in _swept:
-        return
-    _swept.add(root)
-    for folder in root.glob("session-*"):
-        try:
-            owner = int((folder / ".owner").read_text())
-            os.kill(owner, 0)
-        except (OSError, ValueError):  # owner missing, unreadable or dead
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 class _KernelManager(AsyncKernelManager):
@@ -112,11 +96,7 @@ class LocalKernelSandbox:
 
     async def start(self) -> None:
         self.mode = isolation.choose(self.requested)
-        self.root.mkdir(mode=0o755, parents=True, exist_ok=True)
-        sweep_stale(self.root)
-        self.workdir = self.root / f"session-{uuid.uuid4().hex[:8]}"
-        self.workdir.mkdir(mode=0o700)
-        (self.workdir / ".owner").write_text(str(os.getpid()))
+        self.workdir = new_session_folder(self.root, "session-")
         if self.mode == "bwrap":
             self.uid = isolation.claim_uid()
         if self.uid is not None:
