@@ -3,20 +3,14 @@
 Adapters (NeMo Gym, Verifiers, OpenEnv, ORS) only ever talk to these types: a ``Task``
 (what the agent may see, plus what only the grader may see), the ``ToolSpec`` list that
 declares the tools once, and an ``Episode`` that turns tool calls into ``StepResult``s.
-Archetypes whose episodes hold processes keep their per-session files in folders made by
-``new_session_folder``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -179,30 +173,3 @@ class Episode(ABC):
     async def close(self) -> None:
         """Release everything the episode holds. Safe to call more than once."""
         self.closed = True
-
-
-_swept: set[Path] = set()
-
-
-def sweep_stale_sessions(root: Path, prefix: str) -> None:
-    """Remove the ``prefix*`` folders under ``root`` whose server process (named in their
-    ``.owner`` file) is gone: what a crashed or killed server left behind."""
-    for folder in root.glob(f"{prefix}*"):
-        try:
-            os.kill(int((folder / ".owner").read_text()), 0)
-        except PermissionError:  # alive, run by another user
-            continue
-        except (OSError, ValueError):  # owner missing, unreadable or dead
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def new_session_folder(root: Path, prefix: str) -> Path:
-    """A fresh private folder under ``root`` owned by this process. The first call for a root
-    in a process sweeps the folders of servers that are gone."""
-    root.mkdir(mode=0o755, parents=True, exist_ok=True)
-    if root not in _swept:
-        _swept.add(root)
-        sweep_stale_sessions(root, prefix)
-    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
-    (folder / ".owner").write_text(str(os.getpid()))
-    return folder

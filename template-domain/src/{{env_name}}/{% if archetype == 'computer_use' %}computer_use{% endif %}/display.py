@@ -17,7 +17,7 @@ from typing import Any
 import mss
 import mss.tools
 
-from ..core import new_session_folder
+from ..sessions import new_session_folder
 from . import settings
 from .actions import ComputerArgs, xdotool_keys
 

@@ -21,7 +21,7 @@ from typing import Any
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec
 
-from ..core import new_session_folder
+from ..sessions import new_session_folder
 from . import isolation
 
 INTERRUPT_GRACE = 5.0
