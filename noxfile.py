@@ -80,8 +80,19 @@ def copy(
     return dst
 
 
+BLANK = re.compile(r"[A-Za-z,.]  [a-z0-9`(]")  # two spaces inside a sentence
 UNRENDERED = re.compile(r"\{\{ ?[a-z_]+ ?(\||\}\})|\{%-? ?(if|for|set|import|include|raw)\b")
 """Jinja left in an output file (Python's own "{{" in format strings does not match)."""
+
+
+def blank_answer(markdown: str) -> str | None:
+    """A prose line where a variable rendered as nothing ("At most  actions"), if any."""
+    fenced = False
+    for line in markdown.splitlines():
+        fenced ^= line.startswith("```")
+        if not fenced and not line.startswith(("|", "    ", "```")) and BLANK.search(line):
+            return line
+    return None
 
 
 def check_tree(dst: Path, archetype: str, frameworks: list[str]) -> None:
@@ -105,10 +116,14 @@ def check_tree(dst: Path, archetype: str, frameworks: list[str]) -> None:
             problems.append(f"bad file name: {rel}")
         if path.suffix == ".jinja" or path.name == "copier-questions.yml":
             problems.append(f"template file leaked into the output: {rel}")
+        if path.is_dir() and not any(path.iterdir()):
+            problems.append(f"empty folder: {rel}")
         if path.is_file() and path.suffix in (".py", ".toml", ".md", ".yml", ".yaml", ".json"):
             text = path.read_text()
             if UNRENDERED.search(text) and path.suffix != ".yml":
                 problems.append(f"unrendered Jinja in {rel}")
+            if path.suffix == ".md" and (gap := blank_answer(text)):
+                problems.append(f"an answer rendered empty in {rel}: {gap!r}")
     for must in (
         "README.md",
         "noxfile.py",

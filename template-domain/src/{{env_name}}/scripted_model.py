@@ -126,11 +126,14 @@ def _response_observations(body: Mapping[str, Any]) -> list[str]:
         return [*observations, items]
     if not isinstance(items, list):
         raise ValueError("'input' must be a string or a list of items")
+    tool_results = False
     for item in items:
         kind = item.get("type", "message")
         if kind == "function_call_output":
             observations.append(_tool_text(item.get("output")))
-        elif kind == "message" and item.get("role") != "assistant":
+            tool_results = True
+        elif kind == "message" and item.get("role") != "assistant" and not tool_results:
+            # after tool results, user messages carry their images (NeMo Gym image agents)
             observations.append(_text(item.get("content")))
     return observations
 
@@ -256,6 +259,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(self.rfile.read(length) or b"{}")
             if not isinstance(body, dict):
                 raise ValueError("the request body must be a JSON object")
+            if isinstance(self.server, _Server) and self.server.requests is not None:
+                self.server.requests.append(body)
             if route == "/chat/completions":
                 if body.get("stream"):
                     self._send_stream(chat_chunks(body), done_marker=True)
@@ -272,10 +277,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, f"Bad request: {exc}")
 
 
+class _Server(ThreadingHTTPServer):
+    requests: list[dict[str, Any]] | None = None
+
+
 @contextmanager
-def serve(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve in a background thread; yields the base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
-    server = ThreadingHTTPServer((host, port), _Handler)
+def serve(
+    host: str = "127.0.0.1", port: int = 0, requests: list[dict[str, Any]] | None = None
+) -> Iterator[str]:
+    """Serve in a background thread; yields the base URL, e.g. ``http://127.0.0.1:PORT/v1``.
+    Every request body is appended to ``requests`` when given: what the model was sent."""
+    server = _Server((host, port), _Handler)
+    server.requests = requests
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="scripted-model", daemon=True)
     thread.start()

@@ -17,7 +17,7 @@ from typing import Any
 import mss
 import mss.tools
 
-from ..sessions import new_session_folder
+from ..sessions import new_session_folder, spawn
 from . import settings
 from .actions import ComputerArgs, xdotool_keys
 
@@ -113,13 +113,13 @@ class X11Desktop:
             raise
 
     async def _start(self) -> None:
-        read = self._spawn_xvfb()
+        read = await spawn(self._spawn_xvfb)
         with os.fdopen(read) as pipe:  # Xvfb writes its display number once it accepts clients
             number = (await asyncio.to_thread(pipe.readline)).strip()
         if not number.isdigit():
             raise DesktopError(f"Xvfb did not start{self._log_tail()}")
         self.display = f":{number}"
-        self.app = self._spawn_app()
+        self.app = await spawn(self._spawn_app)
         while not (await self.state()).get("ready"):
             if self.app.poll() is not None:
                 raise DesktopError(f"the task app exited{self._log_tail()}")

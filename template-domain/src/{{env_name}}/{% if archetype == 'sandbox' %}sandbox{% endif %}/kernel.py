@@ -8,6 +8,7 @@ neither the server's code nor the answers. A cell that runs past its timeout is 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -21,7 +22,7 @@ from typing import Any
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec
 
-from ..sessions import new_session_folder
+from ..sessions import new_session_folder, spawn
 from . import isolation
 
 INTERRUPT_GRACE = 5.0
@@ -54,6 +55,10 @@ class _KernelManager(AsyncKernelManager):
         super().__init__(**kwargs)
         self._kernel_spec = spec
         self._uid = uid
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        launch = super()._async_launch_kernel  # forks the kernel, which dies with its thread
+        await spawn(lambda: asyncio.run(launch(kernel_cmd, **kw)))
 
     def write_connection_file(self, **kwargs: Any) -> None:
         super().write_connection_file(**kwargs)
