@@ -84,6 +84,8 @@ ALIASES = {k.lower(): k for k in KEYS} | {
     "arrowleft": "Left",
     "arrowright": "Right",
 }
+TYPE_CHUNK = 50  # characters per xdotool type call, as Anthropic's reference tool
+WHEEL = {"up": "4", "down": "5", "left": "6", "right": "7"}
 KEY_TEXT = re.compile(r"^[\w+ ]{1,100}$")
 
 
@@ -106,6 +108,49 @@ def xdotool_keys(text: str) -> list[str]:
     if len(combos) > 10:
         raise ToolError("at most 10 key combinations per call")
     return combos
+
+
+def xdotool_commands(a: ComputerArgs) -> list[list[str]]:
+    """The xdotool argument lists that perform a validated pointer or keyboard action."""
+
+    def move(point: list[int] | None) -> list[str]:
+        assert point is not None
+        # no --sync: it waits for a pointer motion that never comes when the pointer is
+        # already there; the X server applies the move before the events that follow
+        return ["mousemove", str(point[0]), str(point[1])]
+
+    match a.action:
+        case "left_click":
+            return [[*move(a.coordinate), "click", "--delay", "0", "1"]]
+        case "right_click":
+            return [[*move(a.coordinate), "click", "--delay", "0", "3"]]
+        case "double_click":
+            return [[*move(a.coordinate), "click", "--repeat", "2", "--delay", "80", "1"]]
+        case "mouse_move":
+            return [move(a.coordinate)]
+        case "left_click_drag":
+            path = [*move(a.start_coordinate), "mousedown", "1", *move(a.coordinate)]
+            return [[*path, "mouseup", "1"]]
+        case "scroll":
+            wheel = WHEEL[a.scroll_direction or "down"]
+            return [
+                [
+                    *move(a.coordinate),
+                    "click",
+                    "--repeat",
+                    str(a.scroll_amount),
+                    "--delay",
+                    "0",
+                    wheel,
+                ]
+            ]
+        case "type":
+            text = a.text or ""
+            chunks = [text[i : i + TYPE_CHUNK] for i in range(0, len(text), TYPE_CHUNK)]
+            return [["type", "--delay", "12", "--", chunk] for chunk in chunks]
+        case "key":
+            return [["key", "--", *xdotool_keys(a.text or "")]]
+    return []
 
 
 def on_screen(point: list[int], name: str) -> None:

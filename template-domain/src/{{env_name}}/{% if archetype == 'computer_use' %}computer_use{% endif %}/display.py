@@ -19,10 +19,8 @@ import mss.tools
 
 from ..sessions import new_session_folder, spawn
 from . import settings
-from .actions import ComputerArgs, xdotool_keys
+from .actions import ComputerArgs, xdotool_commands
 
-TYPE_CHUNK = 50  # characters per xdotool type call, as Anthropic's reference tool
-WHEEL = {"up": "4", "down": "5", "left": "6", "right": "7"}
 XDOTOOL_TIMEOUT = 30.0  # seconds for one xdotool call (a 50-character chunk types in under 1)
 
 
@@ -185,49 +183,9 @@ class X11Desktop:
         if action.action == "wait":
             await asyncio.sleep(action.duration or 0)
             return
-        for command in self._commands(action):
+        for command in xdotool_commands(action):
             await self._xdotool(*command)
         await asyncio.sleep(settings.SETTLE)
-
-    def _commands(self, a: ComputerArgs) -> list[list[str]]:
-        def move(point: list[int] | None) -> list[str]:
-            assert point is not None
-            # no --sync: it waits for a pointer motion that never comes when the pointer is
-            # already there; the X server applies the move before the events that follow
-            return ["mousemove", str(point[0]), str(point[1])]
-
-        match a.action:
-            case "left_click":
-                return [[*move(a.coordinate), "click", "--delay", "0", "1"]]
-            case "right_click":
-                return [[*move(a.coordinate), "click", "--delay", "0", "3"]]
-            case "double_click":
-                return [[*move(a.coordinate), "click", "--repeat", "2", "--delay", "80", "1"]]
-            case "mouse_move":
-                return [move(a.coordinate)]
-            case "left_click_drag":
-                path = [*move(a.start_coordinate), "mousedown", "1", *move(a.coordinate)]
-                return [[*path, "mouseup", "1"]]
-            case "scroll":
-                wheel = WHEEL[a.scroll_direction or "down"]
-                return [
-                    [
-                        *move(a.coordinate),
-                        "click",
-                        "--repeat",
-                        str(a.scroll_amount),
-                        "--delay",
-                        "0",
-                        wheel,
-                    ]
-                ]
-            case "type":
-                text = a.text or ""
-                chunks = [text[i : i + TYPE_CHUNK] for i in range(0, len(text), TYPE_CHUNK)]
-                return [["type", "--delay", "12", "--", chunk] for chunk in chunks]
-            case "key":
-                return [["key", "--", *xdotool_keys(a.text or "")]]
-        return []
 
     async def _xdotool(self, *args: str) -> None:
         process = await asyncio.create_subprocess_exec(

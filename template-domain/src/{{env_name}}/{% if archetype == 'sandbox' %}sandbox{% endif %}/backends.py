@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import time
 from typing import Any, Protocol
@@ -45,7 +46,7 @@ class E2BSandbox:
             stdout="".join(execution.logs.stdout),
             stderr="".join(execution.logs.stderr),
             text_results=[r.text for r in execution.results if r.text and not r.png],
-            images=[__import__("base64").b64decode(r.png) for r in execution.results if r.png],
+            images=[base64.b64decode(r.png) for r in execution.results if r.png],
         )
         if execution.error is not None:
             result.error_name, result.error = execution.error.name, execution.error.value
