@@ -181,6 +181,7 @@ def questions(session: nox.Session) -> None:
         "archetype=sandbox sandbox_cell_timeout=0": "sandbox_cell_timeout must be 1-600",
         "archetype=computer_use cu_max_steps=1": "cu_max_steps must be 3-500",
         "archetype=computer_use cu_screen=640x480": "Invalid choice",
+        "archetype=computer_use cu_backend=vnc": "Invalid choice",
     }
     for answer, message in bad.items():
         dst = Path(session.create_tmp()) / "bad-answer"
@@ -248,6 +249,7 @@ def lint(session: nox.Session) -> None:
             archetype=archetype,
             frameworks=FRAMEWORKS,
             description='Quotes " and \\ survive rendering.',
+            **({"cu_backend": "browser"} if archetype == "computer_use" else {}),
         )
         session.run("ruff", "check", str(dst))
         session.run("ruff", "format", "--check", str(dst))

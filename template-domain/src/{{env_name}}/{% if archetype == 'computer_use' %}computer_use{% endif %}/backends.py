@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 from . import settings
 from .actions import ComputerArgs
+from .browser import BrowserDesktop
 from .display import X11Desktop
 from .e2b import E2BDesktop
 
@@ -25,6 +26,10 @@ def make_desktop(layout: dict[str, Any], backend: str | None = None) -> Desktop:
     name = backend or settings.BACKEND
     if name == "x11":
         return X11Desktop(layout)
+    if name == "browser":
+        return BrowserDesktop(layout)
     if name == "e2b":
         return E2BDesktop(layout)
-    raise ValueError(f"unknown desktop backend {name!r}; this environment offers 'x11' and 'e2b'")
+    raise ValueError(
+        f"unknown desktop backend {name!r}; this environment offers 'x11', 'browser' and 'e2b'"
+    )
