@@ -1,8 +1,11 @@
 """Desktop backend figures, run inside a rendered computer-use env's venv by benchmarks/run.py.
 
-Prints one JSON object: cold session start (Xvfb + task app up), screenshot latency and PNG
-size, action round trip (a click through the episode, screenshot included), memory per
-session (PSS of its Xvfb and app processes), sessions held at once, close time.
+    python desktop.py SESSIONS BACKEND   # BACKEND: x11 (Xvfb + Tk app) or browser (Chromium)
+
+Prints one JSON object: cold session start (the desktop and task app up), screenshot latency
+and PNG size, action round trip (a click through the episode, screenshot included), memory per
+session (PSS of every process in the session's process groups), sessions held at once, close
+time.
 """
 
 import asyncio
@@ -14,15 +17,31 @@ import time
 from pathlib import Path
 
 SESSIONS = int(sys.argv[1]) if len(sys.argv) > 1 else 16
+BACKEND = sys.argv[2] if len(sys.argv) > 2 else "x11"
 os.environ["DESK_MAX_SESSIONS"] = str(SESSIONS)
+os.environ["DESK_DESKTOP_BACKEND"] = BACKEND
 os.environ["DESK_MAX_STEPS"] = "1000"  # the timed calls must not end the episode
 
 from desk import get_task, new_episode  # noqa: E402
 
 
-def pss_kb(pid: int) -> int:
-    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-    return sum(int(x.split()[1]) for x in rollup if x.startswith("Pss:"))
+def pss_kb(groups: set[int]) -> int:
+    """PSS of every process whose process group is in ``groups`` (each session's processes
+    run in groups of their own)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) in groups:
+                rollup = (stat.parent / "smaps_rollup").read_text().splitlines()
+                total += sum(int(x.split()[1]) for x in rollup if x.startswith("Pss:"))
+        except (OSError, ValueError):  # gone meanwhile, or a kernel thread
+            continue
+    return total
+
+
+def groups(desktop: object) -> set[int]:
+    processes = [getattr(desktop, name, None) for name in ("xvfb", "app", "browser")]
+    return {p.pid for p in processes if p is not None}
 
 
 async def main() -> None:
@@ -46,7 +65,7 @@ async def main() -> None:
             trips.append(time.perf_counter() - began)
             assert not result.error, result.text
     screen = episodes[0].info["screen"]
-    memory = [pss_kb(e.desktop.xvfb.pid) + pss_kb(e.desktop.app.pid) for e in episodes]
+    memory = [pss_kb(groups(e.desktop)) for e in episodes]
     answering = 0
     for episode in episodes:
         result = await episode.step("computer", {"action": "screenshot"})
@@ -57,6 +76,7 @@ async def main() -> None:
     print(
         json.dumps(
             {
+                "backend": BACKEND,
                 "screen": "x".join(map(str, screen)),
                 "sessions_held": SESSIONS,
                 "sessions_answering": answering,

@@ -1,10 +1,13 @@
 """Load generator, in its own process: ``python load.py 'JSON spec'`` prints one JSON result.
 
-spec: url (127.0.0.1 only), protocol (ors | nemo_gym | openenv | floor), tool, args, env (ORS
-environment name), pid (the server's, for CPU and RSS from /proc), mode and its bounds:
-  calls     c sessions, n timed calls after a warm-up, at most `seconds`
-  sessions  n sequential create+close, at most `seconds`
-  hold      k sessions opened and held while the server's RSS is read, then closed
+spec: targets, each with url (127.0.0.1 only), protocol (ors | nemo_gym | openenv | floor),
+tool, args, env (ORS environment name), pid (the server's, for CPU and RSS from /proc); mode
+and its bounds; the result has one entry per target, in order:
+  calls     k >= max(c) sessions opened per target (the server's RSS read before and after),
+            a warm-up, then for each c and repeat, each target in turn: n timed calls on c of
+            them (one in-flight call each), at most `seconds`; then all closed
+  sessions  for each repeat, each target in turn: n sequential create+close, at most `seconds`
+Repeats interleave the targets, so drift in background load hits them all alike.
 """
 
 from __future__ import annotations
@@ -62,9 +65,14 @@ class Protocol:
 
 class Ors(Protocol):
     async def open(self) -> Any:
+        """/create returns before the env's setup() runs; /prompt waits for it, as a rollout."""
         sid = uuid.uuid4().hex
         body = {"env_name": self.spec["env"], "split": "test", "index": 0}
         await self.post("/create", body, **{"X-Session-ID": sid})
+        prompt = f"{self.url}/{self.spec['env']}/prompt"
+        async with self.http.get(prompt, headers={"X-Session-ID": sid}) as r:
+            if r.status != 200:
+                raise RuntimeError(f"/prompt: {r.status} {(await r.read())[:300]!r}")
         return sid
 
     async def call(self, sid: Any) -> None:
@@ -135,10 +143,7 @@ class Floor(Protocol):
 PROTOCOLS = {"ors": Ors, "nemo_gym": NemoGym, "openenv": OpenEnv, "floor": Floor}
 
 
-async def calls(p: Any, pid: int, c: int, n: int, seconds: float, warmup: int) -> dict[str, Any]:
-    sessions = [await p.open() for _ in range(c)]
-    for i in range(warmup):
-        await p.call(sessions[i % c])
+async def window(p: Any, sessions: list[Any], n: int, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     left, deadline = n, time.perf_counter() + seconds
 
@@ -150,11 +155,10 @@ async def calls(p: Any, pid: int, c: int, n: int, seconds: float, warmup: int) -
             await p.call(session)
             latencies.append(time.perf_counter() - start)
 
+    pid = p.spec["pid"]
     cpu0, start = cpu_s(pid), time.perf_counter()
     await asyncio.gather(*(worker(s) for s in sessions))
     wall, cpu = time.perf_counter() - start, cpu_s(pid) - cpu0
-    for session in sessions:
-        await p.close(session)
     q = statistics.quantiles(latencies, n=100, method="inclusive")
     return {
         "calls": len(latencies),
@@ -165,7 +169,32 @@ async def calls(p: Any, pid: int, c: int, n: int, seconds: float, warmup: int) -
     }
 
 
-async def sessions(p: Any, pid: int, n: int, seconds: float) -> dict[str, Any]:
+async def calls(
+    ps: list[Any], k: int, bounds: dict[str, list[float]], repeats: int, warmup: int
+) -> list[dict[str, Any]]:
+    assert k >= max(int(c) for c in bounds), "the c sessions come from the k held"
+    out: list[dict[str, Any]] = []
+    opened = []
+    for p in ps:
+        rss0 = rss_kb(p.spec["pid"])
+        opened.append([await p.open() for _ in range(k)])
+        await asyncio.sleep(0.5)
+        rss = (rss_kb(p.spec["pid"]) - rss0) / k
+        out.append({"held": k, "rss_per_session_kb": rss, "runs": {c: [] for c in bounds}})
+        for i in range(warmup):
+            await p.call(opened[-1][i % k])
+    for c, (n, seconds) in bounds.items():
+        for _ in range(repeats):
+            for p, sessions, res in zip(ps, opened, out, strict=True):
+                res["runs"][c].append(await window(p, sessions[: int(c)], int(n), seconds))
+    for p, sessions in zip(ps, opened, strict=True):
+        for session in sessions:
+            await p.close(session)
+    return out
+
+
+async def sessions(p: Any, n: int, seconds: float) -> dict[str, Any]:
+    pid = p.spec["pid"]
     rss0, cpu0, start = rss_kb(pid), cpu_s(pid), time.perf_counter()
     done = 0
     while done < n and time.perf_counter() - start < seconds:
@@ -182,28 +211,20 @@ async def sessions(p: Any, pid: int, n: int, seconds: float) -> dict[str, Any]:
     }
 
 
-async def hold(p: Any, pid: int, k: int) -> dict[str, Any]:
-    rss0 = rss_kb(pid)
-    held = [await p.open() for _ in range(k)]
-    await asyncio.sleep(0.5)
-    rss1 = rss_kb(pid)
-    for session in held:
-        await p.close(session)
-    return {"held": k, "rss_per_session_kb": (rss1 - rss0) / k, "rss_held_kb": rss1}
-
-
-async def main(spec: dict[str, Any]) -> dict[str, Any]:
-    assert urlparse(spec["url"]).hostname == "127.0.0.1", "loopback only"
+async def main(spec: dict[str, Any]) -> list[Any]:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        p = PROTOCOLS[spec["protocol"]](http, spec)
-        mode, pid = spec["mode"], spec["pid"]
-        if mode == "calls":
-            return await calls(p, pid, spec["c"], spec["n"], spec["seconds"], spec["warmup"])
-        if mode == "sessions":
-            return await sessions(p, pid, spec["n"], spec["seconds"])
-        return await hold(p, pid, spec["k"])
+        ps = []
+        for target in spec["targets"]:
+            assert urlparse(target["url"]).hostname == "127.0.0.1", "loopback only"
+            ps.append(PROTOCOLS[target["protocol"]](http, target))
+        repeats = spec["repeats"]
+        if spec["mode"] == "calls":
+            return await calls(ps, spec["k"], spec["calls"], repeats, spec["warmup"])
+        n, seconds = spec["sessions"]
+        runs = [[await sessions(p, n, seconds) for p in ps] for _ in range(repeats)]
+        return [list(r) for r in zip(*runs, strict=True)]
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Measure every generated adapter beside its framework's own minimal env and a plain floor.
 
-Run by ``nox -s bench``. Renders the game archetype with every framework into benchmarks/tmp/,
-installs each framework folder in its own uv venv, serves on 127.0.0.1 only, drives load from
-a separate process (benchmarks/load.py) and writes benchmarks/results/latest.{json,md}.
+Run by ``nox -s bench``. Renders each archetype with every framework into benchmarks/tmp/,
+installs each framework folder (all three archetypes' envs) in its own uv venv, serves on
+127.0.0.1 only, drives load from a separate process (benchmarks/load.py) and writes
+benchmarks/results/latest.{json,md}.
 """
 
 import datetime
@@ -16,31 +17,60 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TMP = HERE / "tmp"
-ENV = TMP / "env"
 RESULTS = HERE / "results"
 BIN = Path(sys.executable).parent
 PY312 = next(Path.home().glob(".pyenv/versions/3.12*/bin/python3.12"), "3.12")
 
 FRAMEWORKS = ["nemo_gym", "verifiers", "openenv", "ors"]
 SERVED = ["ors", "nemo_gym", "openenv"]  # verifiers: CPU per scripted rollout instead
-KINDS = ["adapter", "baseline", "floor"]
-QUICK = "--quick" in sys.argv  # a smoke run: one repeat, few calls; not for the table
+QUICK = "--quick" in sys.argv  # a smoke run: one repeat, few sessions; not for the table
 REPEATS = 1 if QUICK else 3
-CALLS = {1: (2000, 3.0), 16: (6000, 4.0)}  # concurrency: (timed calls, seconds), both bounds
 WARMUP = 64
-SESSIONS = (40 if QUICK else 350, 10.0)  # create+close per repeat; 3 x 350 >= 1,000
-HOLD = 500  # live sessions held open for RSS per session
-GUESS = ("guess", {"word": "zzzzz"})  # not in the word list: an error result, no turn used
+
+
+@dataclass(frozen=True)
+class Archetype:
+    """A rendered env and how hard it is driven."""
+
+    env: str  # env name = domain package; its settings read <ENV>_* variables
+    tool: str  # the timed tool call, with args
+    args: dict[str, Any]
+    calls: dict[int, tuple[int, float]]  # concurrency: (timed calls, seconds), both bounds
+    sessions: tuple[int, float]  # create+close per repeat: count, seconds
+    hold: int  # sessions held open (for RSS per session) while c of them take the calls
+
+
+GAME_CALLS = {1: (2000, 3.0), 16: (6000, 4.0)}
+HEAVY_CALLS = {1: (2000, 1.5), 16: (4000, 2.5)}  # a kernel or display round trip per call
+HEAVY_SESSIONS = 3 if QUICK else 10  # create+close per repeat: each starts a kernel or display
+ARCHETYPES = {
+    # `zzzzz` is not in the word list: an error result that uses no turn
+    "game": Archetype(
+        "wordle", "guess", {"word": "zzzzz"}, GAME_CALLS, (40 if QUICK else 350, 10.0), 500
+    ),
+    "sandbox": Archetype(
+        "sbx", "run_code", {"code": "x = 1"}, HEAVY_CALLS, (HEAVY_SESSIONS, 5.0), 16
+    ),
+    "computer_use": Archetype(
+        "desk", "computer", {"action": "screenshot"}, HEAVY_CALLS, (HEAVY_SESSIONS, 5.0), 16
+    ),
+}
 ECHO = ("echo", {"text": "zzzzz"})
+DESKTOPS = ["x11", "browser"]  # local desktop backends (e2b needs an account)
 DISTS = ["openreward", "nemo-gym", "openenv", "verifiers", "fastapi", "uvicorn", "pydantic"]
 BEGIN, END = "<!-- results: written by benchmarks/run.py -->", "<!-- /results -->"
 TWO_CORES = (os.cpu_count() or 1) >= 2
+
+
+def env_dir(archetype: str) -> Path:
+    return TMP / f"env-{archetype}"
 
 
 def pin(core: int, cmd: list[Any]) -> list[str]:
@@ -63,31 +93,40 @@ def python(name: str) -> Path:
     return TMP / "venvs" / name / "bin" / "python"
 
 
-def render() -> list[float]:
-    copier = BIN / "copier"
-    data = ["env_name=wordle", "archetype=game", f"frameworks=[{', '.join(FRAMEWORKS)}]"]
+def copy(archetype: str, dst: Path) -> float:
+    data = [f"env_name={ARCHETYPES[archetype].env}", f"archetype={archetype}"]
+    data.append(f"frameworks=[{', '.join(FRAMEWORKS)}]")
     flags = ["--quiet", "--defaults", "--overwrite", "--vcs-ref", "HEAD"]
     flags += [arg for d in data for arg in ("--data", d)]
-    times = []
-    for dst in (ENV, TMP / "render-2", TMP / "render-3"):
-        shutil.rmtree(dst, ignore_errors=True)
-        times.append(timed([copier, "copy", *flags, ROOT, dst]))
+    shutil.rmtree(dst, ignore_errors=True)
+    return timed([BIN / "copier", "copy", *flags, ROOT, dst])
+
+
+def render() -> list[float]:
+    """Every archetype with all four frameworks; the game thrice, for the copy time."""
+    times = [copy("game", dst) for dst in (env_dir("game"), TMP / "render-2", TMP / "render-3")]
+    for archetype in ARCHETYPES.keys() - {"game"}:
+        copy(archetype, env_dir(archetype))
     return times
 
 
 def install() -> float:
-    """One uv venv per framework folder (Python 3.12) and one for the domain's tests."""
+    """One uv venv per framework folder (Python 3.12), each with every archetype's env (their
+    packages differ by name), and one with the domains for their tests and backend figures."""
     env = {**os.environ, "UV_COMPILE_BYTECODE": "1"}
     jobs, begin = {}, time.perf_counter()
     for name in [*FRAMEWORKS, "domain"]:
         venv = TMP / "venvs" / name
         subprocess.run(["uv", "venv", "-q", "--allow-existing", "-p", PY312, venv], check=True)
-        if name == "domain":
-            reqs = ["-e", f"{ENV}[test]"]
-        elif name == "verifiers":
-            reqs = ["-e", ENV, "-e", ENV / name]
-        else:
-            reqs = ["-e", ENV, "-r", ENV / name / "pyproject.toml"]
+        reqs: list[Any] = []
+        for archetype in ARCHETYPES:
+            root = env_dir(archetype)
+            if name == "domain":
+                reqs += ["-e", f"{root}[test]" if archetype == "game" else root]
+            elif name == "verifiers":
+                reqs += ["-e", root, "-e", root / name]
+            else:
+                reqs += ["-e", root, "-r", root / name / "pyproject.toml"]
         cmd = ["uv", "pip", "install", "-q", "-p", python(name), *reqs]
         jobs[name] = subprocess.Popen([str(c) for c in cmd], env=env)
     for name, proc in jobs.items():
@@ -113,27 +152,40 @@ def versions() -> dict[str, str]:
     return found
 
 
-def target(fw: str, kind: str, port: int) -> tuple[list[Any], dict[str, Any]]:
-    """The server command (run in ENV/fw) and the load generator's protocol for it."""
-    spec: dict[str, Any] = {"url": f"http://127.0.0.1:{port}", "protocol": fw, "env": ""}
-    tool = ECHO if kind == "baseline" else GUESS
-    spec["tool"], spec["args"] = tool
+def target(fw: str, archetype: str, kind: str, port: int) -> tuple[list[Any], dict[str, Any]]:
+    """The server command (run in the env's fw folder) and the load generator's spec for it."""
+    arch = ARCHETYPES[archetype]
+    spec: dict[str, Any] = {"url": f"http://127.0.0.1:{port}", "protocol": fw}
+    spec["tool"], spec["args"] = ECHO if kind == "baseline" else (arch.tool, arch.args)
+    spec["env"] = "echoenv" if kind == "baseline" else f"{arch.env}env"  # ORS env names
     if kind == "adapter":
         cmd: list[Any] = ["serve.py", "--host", "127.0.0.1", "--port", port]
-        spec["env"] = "wordleenv"
+    elif kind == "baseline":
+        cmd = [HERE / "targets.py", "baseline", fw, port]
     else:
-        cmd = [HERE / "targets.py", fw, kind, port]
-        spec["env"] = "echoenv"
-    if kind == "floor" and fw != "openenv":
-        spec["protocol"] = "floor"  # plain HTTP; OpenEnv's floor speaks its WebSocket shape
+        cmd = [HERE / "targets.py", "floor", arch.env, port]
+        if fw != "openenv":
+            spec["protocol"] = "floor"  # plain HTTP; OpenEnv's floor speaks its WebSocket shape
     return [python(fw), *cmd], spec
 
 
-def start(cmd: list[Any], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+def environ() -> dict[str, str]:
     env = {**os.environ, "OPENREWARD_DISABLE_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1"}
-    env["MAX_CONCURRENT_ENVS"] = str(HOLD + 16)  # OpenEnv's cap on live sessions (default 64)
+    # glibc's dynamic mmap threshold otherwise decides, by heap history, whether a screenshot's
+    # multi-MB buffers are page-faulted in afresh on every call (4 or 7 ms per screenshot)
+    env["MALLOC_MMAP_THRESHOLD_"] = str(32 * 2**20)  # its maximum; no dynamic adjustment
+    env["MALLOC_TRIM_THRESHOLD_"] = str(256 * 2**20)
+    hold = max(a.hold for a in ARCHETYPES.values())
+    env["MAX_CONCURRENT_ENVS"] = str(hold + 16)  # OpenEnv's cap on live sessions (default 64)
+    for arch in ARCHETYPES.values():  # the heavy domains' settings; the game has none
+        env[f"{arch.env.upper()}_MAX_SESSIONS"] = "32"  # the 16 held, with room
+        env[f"{arch.env.upper()}_MAX_STEPS"] = str(10**9)  # timed calls must not end episodes
+    return env
+
+
+def start(cmd: list[Any], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
     out = log.open("wb")
-    return subprocess.Popen(pin(0, cmd), cwd=cwd, env=env, stdout=out, stderr=out)
+    return subprocess.Popen(pin(0, cmd), cwd=cwd, env=environ(), stdout=out, stderr=out)
 
 
 def wait_ports(procs: dict[int, subprocess.Popen[bytes]], seconds: float = 180) -> dict[int, float]:
@@ -156,11 +208,12 @@ def wait_ports(procs: dict[int, subprocess.Popen[bytes]], seconds: float = 180) 
     return ready
 
 
-def load(spec: dict[str, Any]) -> dict[str, Any]:
+def load(spec: dict[str, Any]) -> list[Any]:
     cmd = pin(1, [sys.executable, HERE / "load.py", json.dumps(spec)])
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     if run.returncode:
-        raise RuntimeError(f"load {spec['mode']} on {spec['url']}: {run.stderr[-1500:]}")
+        urls = [t["url"] for t in spec["targets"]]
+        raise RuntimeError(f"load {spec['mode']} on {urls}: {run.stderr[-1500:]}")
     return json.loads(run.stdout)
 
 
@@ -168,76 +221,103 @@ def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
-def serve_and_measure(fw: str) -> dict[str, Any]:
-    """Adapter, baseline and floor up together; repeats interleave them so drift hits all."""
+def descendants(pid: int) -> list[int]:
+    """Live processes started, directly or not, by ``pid`` (kernels, displays, task apps)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [p for p, pp in parents.items() if pp == parent]
+        found += kids
+        todo += kids
+    return found
+
+
+def serve_and_measure(fw: str, archetype: str) -> dict[str, Any]:
+    """The archetype's adapter and floor (and for the game the baseline) up together."""
+    arch = ARCHETYPES[archetype]
+    kinds = ["adapter", "baseline", "floor"] if archetype == "game" else ["adapter", "floor"]
     procs, specs, out = {}, {}, {}
-    for kind in KINDS:
+    for kind in kinds:
         port = free_port()
-        cmd, specs[kind] = target(fw, kind, port)
-        procs[kind] = start(cmd, ENV / fw, TMP / f"{fw}-{kind}.log")
+        cmd, specs[kind] = target(fw, archetype, kind, port)
+        log = TMP / f"{fw}-{archetype}-{kind}.log"
+        procs[kind] = start(cmd, env_dir(archetype) / fw, log)
         specs[kind]["pid"] = procs[kind].pid
-        out[kind] = {"port": port, "calls": {1: [], 16: []}, "sessions": []}
+        out[kind] = {"port": port}
+    targets = [specs[kind] for kind in kinds]
     try:
-        ready = wait_ports({out[kind]["port"]: procs[kind] for kind in KINDS})
-        for kind in KINDS:
-            out[kind]["ready_s"] = ready[out[kind].pop("port")]
-        for _ in range(REPEATS):
-            for c, (n, seconds) in CALLS.items():
-                for kind in KINDS:
-                    spec = {**specs[kind], "mode": "calls", "c": c, "n": n, "seconds": seconds}
-                    out[kind]["calls"][c].append(load({**spec, "warmup": WARMUP}))
-        for _ in range(REPEATS):
-            for kind in KINDS:
-                n, seconds = SESSIONS
-                spec = {**specs[kind], "mode": "sessions", "n": n, "seconds": seconds}
-                out[kind]["sessions"].append(load(spec))
-        for kind in KINDS:
-            out[kind]["hold"] = load({**specs[kind], "mode": "hold", "k": HOLD})
+        ready = wait_ports({out[kind]["port"]: procs[kind] for kind in kinds})
+        calls = {"mode": "calls", "k": arch.hold, "calls": arch.calls, "warmup": WARMUP}
+        sessions = {"mode": "sessions", "sessions": arch.sessions}
+        results = zip(
+            load({"targets": targets, "repeats": REPEATS, **calls}),
+            load({"targets": targets, "repeats": REPEATS, **sessions}),
+            strict=True,
+        )
+        for kind, (c, s) in zip(kinds, results, strict=True):
+            out[kind].update(ready_s=ready[out[kind].pop("port")], calls=c, sessions=s)
+        deadline = time.perf_counter() + 10  # closes may finish in the background
+        left = {kind: descendants(procs[kind].pid) for kind in kinds}
+        while any(left.values()) and time.perf_counter() < deadline:
+            time.sleep(0.2)
+            left = {kind: descendants(procs[kind].pid) for kind in kinds}
     finally:
         for proc in procs.values():
             proc.terminate()
         for proc in procs.values():
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    for kind in KINDS:
+    for kind in kinds:
         runs = out[kind]["sessions"]
         out[kind]["summary"] = {
-            **{f"c{c}": median(out[kind]["calls"][c]) for c in CALLS},
+            **{f"c{c}": median(out[kind]["calls"]["runs"][str(c)]) for c in arch.calls},
             "sessions": median(runs),
             "sessions_total": sum(r["sessions"] for r in runs),
             "rss_start_kb": runs[0]["rss_before_kb"],
             "rss_after_sessions_kb": runs[-1]["rss_after_kb"],
-            "rss_per_live_session_kb": out[kind]["hold"]["rss_per_session_kb"],
+            "rss_per_live_session_kb": out[kind]["calls"]["rss_per_session_kb"],
+            "held": arch.hold,
+            "left_after_close": len(left[kind]),
+            "left_after_stop": sum(Path(f"/proc/{p}").exists() for p in left[kind]),
         }
+    cmd = [HERE / "targets.py", "domain", arch.env, arch.tool, json.dumps(arch.args)]
     domain = subprocess.run(
-        [python(fw), HERE / "targets.py", fw, "domain"], capture_output=True, check=True
+        pin(0, [python(fw), *cmd]), capture_output=True, check=True, env=environ(), timeout=120
     )
     out["domain_call_us"] = json.loads(domain.stdout)["domain_call_us"]
     return out
 
 
-def verifiers_rollouts() -> dict[str, Any]:
+def verifiers_rollouts(archetype: str) -> dict[str, Any]:
     """CPU-seconds (vf-eval and everything it waited for) per scripted offline rollout."""
-    port = free_port()
+    env, port = ARCHETYPES[archetype].env, free_port()
     model = start(
-        [python("verifiers"), "-m", "wordle.scripted_model", "--port", port],
-        ENV,
-        TMP / "scripted-model.log",
+        [python("verifiers"), "-m", f"{env}.scripted_model", "--port", port],
+        TMP,
+        TMP / f"scripted-model-{archetype}.log",
     )
     try:
         wait_ports({port: model})
         cmd = [
             python("verifiers").parent / "vf-eval",
-            "wordle-vf",
+            f"{env}-vf",
             "@",
             "configs/eval.offline.toml",
         ]
         cmd += ["--no-rich", "--client.base-url", f"http://127.0.0.1:{port}/v1"]
-        cmd += ["-o", TMP / "vf-outputs"]
+        cmd += ["-o", TMP / "vf-outputs" / archetype]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        wall = timed(pin(1, cmd), cwd=ENV / "verifiers", timeout=600)
+        wall = timed(pin(1, cmd), cwd=env_dir(archetype) / "verifiers", timeout=600)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
         model.terminate()
@@ -247,37 +327,13 @@ def verifiers_rollouts() -> dict[str, Any]:
     return {"rollouts": rollouts, "wall_s": wall, "cpu_s_per_rollout": cpu / rollouts}
 
 
-def backend_figures(archetype: str, env_name: str, script: str, sessions: int) -> dict[str, Any]:
-    """Backend figures from a rendered env of ``archetype`` (domain package only)."""
-    env, venv = TMP / f"env-{archetype}", TMP / "venvs" / archetype
-    shutil.rmtree(env, ignore_errors=True)
-    data = [f"env_name={env_name}", f"archetype={archetype}", "frameworks=[ors]"]
-    flags = [
-        "--quiet",
-        "--defaults",
-        "--vcs-ref",
-        "HEAD",
-        *(a for d in data for a in ("--data", d)),
-    ]
-    subprocess.run([str(c) for c in [BIN / "copier", "copy", *flags, ROOT, env]], check=True)
-    subprocess.run(["uv", "venv", "-q", "--allow-existing", "-p", PY312, venv], check=True)
-    install = ["uv", "pip", "install", "-q", "-p", venv / "bin" / "python", "-e", env]
-    subprocess.run(
-        [str(c) for c in install], check=True, env={**os.environ, "UV_COMPILE_BYTECODE": "1"}
-    )
-    cmd = pin(0, [venv / "bin" / "python", HERE / script, str(sessions)])
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=900).stdout
+def backend_figures(script: str, sessions: int, *args: str) -> dict[str, Any]:
+    """Backend figures of a heavy archetype's domain package, in the domain venv."""
+    cmd = pin(0, [python("domain"), HERE / script, str(sessions), *args])
+    out = subprocess.run(
+        cmd, check=True, capture_output=True, text=True, env=environ(), timeout=900
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
-
-
-def sandbox_backend() -> dict[str, Any]:
-    """Kernel figures (bubblewrap if it works)."""
-    return backend_figures("sandbox", "wordle", "sandbox.py", 8 if QUICK else 32)
-
-
-def desktop_backend() -> dict[str, Any]:
-    """X display figures (Xvfb + the task app per session)."""
-    return backend_figures("computer_use", "desk", "desktop.py", 4 if QUICK else 16)
 
 
 def machine() -> dict[str, Any]:
@@ -293,47 +349,90 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "mem_gb": mem, "os": platform.platform()}
 
 
-def ratios(frameworks: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Adapter cost over baseline (> 1: the adapter is slower or bigger)."""
-    out = {}
-    for fw, res in frameworks.items():
-        a, b = res["adapter"]["summary"], res["baseline"]["summary"]
-        out[fw] = {
-            "c1_p50_latency": a["c1"]["p50_ms"] / b["c1"]["p50_ms"],
-            "c1_throughput": b["c1"]["calls_per_s"] / a["c1"]["calls_per_s"],
-            "c16_throughput": b["c16"]["calls_per_s"] / a["c16"]["calls_per_s"],
-            "c16_server_cpu_per_call": a["c16"]["server_cpu_ms_per_call"]
-            / b["c16"]["server_cpu_ms_per_call"],
-            "session_rate": b["sessions"]["sessions_per_s"] / a["sessions"]["sessions_per_s"],
+def ratio(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    """Adapter cost over a reference (> 1: the adapter is slower or bigger)."""
+    return {
+        "c1_p50_latency": a["c1"]["p50_ms"] / b["c1"]["p50_ms"],
+        "c1_throughput": b["c1"]["calls_per_s"] / a["c1"]["calls_per_s"],
+        "c16_throughput": b["c16"]["calls_per_s"] / a["c16"]["calls_per_s"],
+        "c16_server_cpu_per_call": a["c16"]["server_cpu_ms_per_call"]
+        / b["c16"]["server_cpu_ms_per_call"],
+        "session_rate": b["sessions"]["sessions_per_s"] / a["sessions"]["sessions_per_s"],
+    }
+
+
+def ratios(frameworks: dict[str, Any]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """framework -> archetype -> reference (baseline: the game run's echo env; floor) -> ratios."""
+    return {
+        fw: {
+            archetype: {
+                ref: ratio(res[archetype]["adapter"]["summary"], res[home][ref]["summary"])
+                for ref, home in (("baseline", "game"), ("floor", archetype))
+            }
+            for archetype in ARCHETYPES
         }
+        for fw, res in frameworks.items()
+    }
+
+
+def worst(ratios: dict[str, Any], ref: str, archetypes: list[str]) -> tuple[str, str, str, float]:
+    found = (
+        (fw, a, k, v) for fw, r in ratios.items() for a in archetypes for k, v in r[a][ref].items()
+    )
+    return max(found, key=lambda item: item[3])
+
+
+def duration(us: float) -> str:
+    return f"{us:.1f} us" if us < 1000 else f"{us / 1000:.1f} ms"
+
+
+def targets(result: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(framework, archetype, kind, measurements): the baseline first, then adapter and floor."""
+    out = []
+    for fw, res in result["frameworks"].items():
+        out.append((fw, "any", "baseline", res["game"]["baseline"]))
+        out += [(fw, a, kind, res[a][kind]) for a in ARCHETYPES for kind in ("adapter", "floor")]
     return out
+
+
+def row(fw: str, archetype: str, kind: str, res: dict[str, Any]) -> str:
+    s = res["summary"]
+    c1, c16, rate = s["c1"], s["c16"], s["sessions"]["sessions_per_s"]
+    return (
+        f"| {fw} | {archetype} | {kind} | {res['ready_s']:.1f} | {c1['calls_per_s']:.0f} "
+        f"| {c1['p50_ms']:.2f} / {c1['p99_ms']:.2f} | {c16['calls_per_s']:.0f} "
+        f"| {c16['p50_ms']:.1f} / {c16['p99_ms']:.1f} | {c16['server_cpu_ms_per_call']:.2f} "
+        f"| {rate:.{0 if rate >= 10 else 2}f} | {s['rss_per_live_session_kb']:.1f} ({s['held']}) "
+        f"| {s['rss_start_kb'] / 1024:.0f} -> {s['rss_after_sessions_kb'] / 1024:.0f} "
+        f"(N={s['sessions_total']}) |"
+    )
 
 
 def table(result: dict[str, Any]) -> str:
     head = (
-        "| framework | target | ready s* | c=1 calls/s | c=1 p50 / p99 ms | c=16 calls/s "
-        "| c=16 p50 / p99 ms | server CPU ms/call (c=16) | sessions/s | RSS kB per live session "
-        "| RSS MB: start -> after N sessions |\n|" + "---|" * 11 + "\n"
+        "| framework | archetype | target | ready s* | c=1 calls/s | c=1 p50 / p99 ms "
+        "| c=16 calls/s | c=16 p50 / p99 ms | server CPU ms/call (c=16) | sessions/s "
+        "| RSS kB per live session (held) | RSS MB: start -> after N sessions |\n|" + "---|" * 12
     )
-    rows = []
-    for fw, res in result["frameworks"].items():
-        for kind in KINDS:
-            s = res[kind]["summary"]
-            c1, c16, ses = s["c1"], s["c16"], s["sessions"]
-            rows.append(
-                f"| {fw} | {kind} | {res[kind]['ready_s']:.1f} | {c1['calls_per_s']:.0f} "
-                f"| {c1['p50_ms']:.2f} / {c1['p99_ms']:.2f} | {c16['calls_per_s']:.0f} "
-                f"| {c16['p50_ms']:.1f} / {c16['p99_ms']:.1f} "
-                f"| {c16['server_cpu_ms_per_call']:.2f} | {ses['sessions_per_s']:.0f} "
-                f"| {s['rss_per_live_session_kb']:.1f} | {s['rss_start_kb'] / 1024:.0f} -> "
-                f"{s['rss_after_sessions_kb'] / 1024:.0f} (N={s['sessions_total']}) |"
-            )
-    ratio_rows = [
-        f"| {fw} | " + " | ".join(f"{v:.2f}" for v in r.values()) + " |"
-        for fw, r in result["ratios"].items()
+    left = [
+        f"{fw} {a} {kind}: {r['summary']['left_after_close']} after the last close, "
+        f"{r['summary']['left_after_stop']} after stop"
+        for fw, a, kind, r in targets(result)
+        if r["summary"]["left_after_close"] or r["summary"]["left_after_stop"]
     ]
-    fw, metric, worst = result["worst_ratio"]
+    ratio_rows = [
+        f"| {fw} | {archetype} | {ref} | " + " | ".join(f"{v:.2f}" for v in rs.values()) + " |"
+        for fw, r in result["ratios"].items()
+        for archetype, refs in r.items()
+        for ref, rs in refs.items()
+    ]
+    repeats = result["settings"]["repeats"]
     v, sb, dk = result["verifiers"], result["sandbox"], result["desktop"]
+    x11 = dk["x11"]
+
+    def desktop_row(figure: str, template: str) -> str:
+        return f"| {figure} | " + " | ".join(template.format(**dk[b]) for b in DESKTOPS) + " |"
+
     lines = [
         f"Date {result['date']}; {result['machine']['cpu']}, {result['machine']['cores']} cores, "
         f"{result['machine']['mem_gb']} GB; load average (1 min) "
@@ -341,40 +440,53 @@ def table(result: dict[str, Any]) -> str:
         f"{result['load_average']['end'][0]:.2f} at end; wall {result['wall_s']:.0f} s.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + ".",
         "",
-        "### Tool calls and sessions (medians of "
-        f"{REPEATS}; baseline = the framework's own minimal env with one `echo` tool; "
-        "floor = plain FastAPI calling the domain in the same venv)",
+        f"### Tool calls and sessions (medians of {repeats}; baseline = the framework's own "
+        "minimal env with one `echo` tool, the same server for every archetype; floor = plain "
+        "FastAPI calling the archetype's domain in the same venv)",
         "",
-        head + "\n".join(rows),
+        head,
+        *(row(*t) for t in targets(result)),
         "",
-        "*ready s: from launch until the port accepts; the three servers start together on "
-        "one core. RSS per live session: "
-        f"{HOLD} sessions held open at once.",
+        "*ready s: from launch until the port accepts; an archetype's servers start together on "
+        "one core. Tool calls: game `guess` (`zzzzz`), sandbox `run_code` (`x = 1`), "
+        "computer_use `computer` (`screenshot`: a PNG, base64, in every reply). Sessions "
+        "and memory are the server's (kernels and displays are separate processes: see the "
+        "backend tables). Backend processes (kernels, Xvfb, task apps) left after the last "
+        "session closed and after the servers stopped: "
+        + ("; ".join(left) if left else "none")
+        + ".",
         "",
-        "### Adapter / baseline (> 1 means the adapter costs more)",
+        "### Adapter / baseline and adapter / floor (> 1 means the adapter costs more)",
         "",
-        "| framework | c=1 p50 latency | c=1 throughput | c=16 throughput "
-        "| c=16 server CPU/call | session rate |",
-        "|---|---|---|---|---|---|",
+        "| framework | archetype | adapter / | c=1 p50 latency | c=1 throughput "
+        "| c=16 throughput | c=16 server CPU/call | session rate |",
+        "|---|---|---|---|---|---|---|---|",
         *ratio_rows,
         "",
-        f"Worst: {fw} {metric} = {worst:.2f}.",
+        "Worst adapter / baseline: {} {} {} = {:.2f}.".format(*result["worst"]["baseline"]),
+        "Worst adapter / floor where the backend dominates (sandbox, computer_use): "
+        "{} {} {} = {:.2f}.".format(*result["worst"]["floor"]),
         "",
         "### Other figures",
         "",
         "| figure | value |",
         "|---|---|",
         *(
-            f"| in-process domain call ({fw} venv) | {res['domain_call_us']:.1f} us |"
+            f"| in-process domain call ({fw} venv) | "
+            + ", ".join(f"{a} {duration(res[a]['domain_call_us'])}" for a in ARCHETYPES)
+            + " |"
             for fw, res in result["frameworks"].items()
         ),
-        f"| Verifiers: CPU-s per scripted rollout (vf-eval, {v['rollouts']} rollouts, "
-        f"offline scripted model) | {v['cpu_s_per_rollout']:.1f} s (wall {v['wall_s']:.0f} s) |",
-        f"| `copier copy`, all {len(FRAMEWORKS)} frameworks (median of 3) "
+        *(
+            f"| Verifiers {a}: CPU-s per scripted rollout (vf-eval, {r['rollouts']} rollouts, "
+            f"offline scripted model) | {r['cpu_s_per_rollout']:.1f} s (wall {r['wall_s']:.0f} s) |"
+            for a, r in v.items()
+        ),
+        f"| `copier copy` of the game, all {len(FRAMEWORKS)} frameworks (median of 3) "
         f"| {statistics.median(result['render_s']):.2f} s |",
-        f"| domain test suite (`pytest`, rendered env) | {result['domain_tests_s']:.1f} s |",
-        "| generated env's full suite (`nox`: domain, lint, the four adapter folders, each in a "
-        f"fresh venv from a warm uv cache) | {result['env_suite_s']:.0f} s |",
+        f"| domain test suite (`pytest`, rendered game env) | {result['domain_tests_s']:.1f} s |",
+        "| generated game env's full suite (`nox`: domain, lint, the four adapter folders, each in "
+        f"a fresh venv from a warm uv cache) | {result['env_suite_s']:.0f} s |",
         f"| uv install of all {len(FRAMEWORKS) + 1} venvs, in parallel (warm uv cache) "
         f"| {result['install_s']:.0f} s |",
         "",
@@ -390,61 +502,78 @@ def table(result: dict[str, Any]) -> str:
         f"| sessions held at once, answering | {sb['sessions_answering']}/{sb['sessions_held']} |",
         f"| close, per session | {sb['close_s']:.2f} s |",
         "",
-        f"### Desktop backend (Xvfb + the task app per session, {dk['screen']} screen)",
+        f"### Desktop backends (the task app per session, {x11['screen']} screen; x11: Xvfb + "
+        "Tk app; browser: headless Chromium showing the app as a web page)",
         "",
-        "| figure | value |",
-        "|---|---|",
-        f"| cold session start, p50 / max of {dk['sessions_held']} "
-        f"| {dk['cold_start_p50_s']:.2f} / {dk['cold_start_max_s']:.2f} s |",
-        f"| screenshot (grab + PNG), p50; PNG size | {dk['screenshot_p50_ms']:.1f} ms; "
-        f"{dk['screenshot_kb']:.0f} KB |",
-        f"| action round trip (left_click + settle + screenshot), p50 / p99 "
-        f"| {dk['click_p50_ms']:.1f} / {dk['click_p99_ms']:.1f} ms |",
-        f"| memory per session (PSS, Xvfb + app) | {dk['pss_per_session_mib']:.0f} MiB |",
-        f"| sessions held at once, answering | {dk['sessions_answering']}/{dk['sessions_held']} |",
-        f"| close, per session | {dk['close_s']:.2f} s |",
+        "| figure | " + " | ".join(DESKTOPS) + " |",
+        "|---|" + "---|" * len(DESKTOPS),
+        desktop_row(
+            f"cold session start, p50 / max of {x11['sessions_held']}",
+            "{cold_start_p50_s:.2f} / {cold_start_max_s:.2f} s",
+        ),
+        desktop_row(
+            "screenshot (grab + PNG), p50; PNG size",
+            "{screenshot_p50_ms:.1f} ms; {screenshot_kb:.0f} KB",
+        ),
+        desktop_row(
+            "action round trip (left_click + settle + screenshot), p50 / p99",
+            "{click_p50_ms:.1f} / {click_p99_ms:.1f} ms",
+        ),
+        desktop_row("memory per session (PSS of its processes)", "{pss_per_session_mib:.0f} MiB"),
+        desktop_row("sessions held at once, answering", "{sessions_answering}/{sessions_held}"),
+        desktop_row("close, per session", "{close_s:.2f} s"),
     ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     begin = time.perf_counter()
+
+    def progress(what: str) -> None:
+        print(f"[{time.perf_counter() - begin:4.0f} s] {what}", flush=True)
+
     TMP.mkdir(exist_ok=True)
     RESULTS.mkdir(exist_ok=True)
     result: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "load_average": {"start": os.getloadavg()},
-        "settings": {"repeats": REPEATS, "calls": CALLS, "sessions": SESSIONS, "hold": HOLD},
+        "settings": {"repeats": REPEATS, "warmup": WARMUP, "archetypes": ARCHETYPES},
     }
     result["render_s"] = render()
     result["install_s"] = install()
     result["versions"] = versions()
     tests = ["-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    result["domain_tests_s"] = timed([python("domain"), *tests], cwd=ENV, timeout=600)
+    result["domain_tests_s"] = timed([python("domain"), *tests], cwd=env_dir("game"), timeout=600)
+    progress("measuring the sandbox backend")  # also builds the kernel venv
+    result["sandbox"] = backend_figures("sandbox.py", 8 if QUICK else 32)
+    progress("measuring the desktop backend")
+    result["desktop"] = {
+        backend: backend_figures("desktop.py", 4 if QUICK else 16, backend) for backend in DESKTOPS
+    }
     result["frameworks"] = {}
     for fw in SERVED:
-        print(f"measuring {fw}", flush=True)
-        result["frameworks"][fw] = serve_and_measure(fw)
-    print("measuring verifiers", flush=True)
-    result["verifiers"] = verifiers_rollouts()
-    print("measuring the sandbox backend", flush=True)
-    result["sandbox"] = sandbox_backend()
-    print("measuring the desktop backend", flush=True)
-    result["desktop"] = desktop_backend()
-    print("timing the generated env's full suite", flush=True)
-    result["env_suite_s"] = timed([BIN / "nox"], cwd=ENV, timeout=1800)
+        result["frameworks"][fw] = {}
+        for archetype in ARCHETYPES:
+            progress(f"measuring {fw} {archetype}")
+            result["frameworks"][fw][archetype] = serve_and_measure(fw, archetype)
+    result["verifiers"] = {}
+    for archetype in ARCHETYPES:
+        progress(f"measuring verifiers {archetype}")
+        result["verifiers"][archetype] = verifiers_rollouts(archetype)
+    progress("timing the generated env's full suite")
+    result["env_suite_s"] = timed([BIN / "nox"], cwd=env_dir("game"), timeout=1800)
     result["ratios"] = ratios(result["frameworks"])
-    result["worst_ratio"] = max(
-        ((fw, k, v) for fw, r in result["ratios"].items() for k, v in r.items()),
-        key=lambda item: item[2],
-    )
+    result["worst"] = {
+        "baseline": worst(result["ratios"], "baseline", list(ARCHETYPES)),
+        "floor": worst(result["ratios"], "floor", ["sandbox", "computer_use"]),
+    }
     result["load_average"]["end"] = os.getloadavg()
     result["wall_s"] = time.perf_counter() - begin
     if QUICK:
         print(table(result))
         return
-    (RESULTS / "latest.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=1, default=vars) + "\n")
     (RESULTS / "latest.md").write_text(table(result))
     doc = ROOT / "BENCHMARKS.md"  # the committed table lives between these markers
     head, rest = doc.read_text().split(BEGIN, 1)

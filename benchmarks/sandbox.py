@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 SESSIONS = int(sys.argv[1]) if len(sys.argv) > 1 else 32
-os.environ["WORDLE_MAX_SESSIONS"] = str(SESSIONS)
-os.environ["WORDLE_MAX_STEPS"] = "1000"  # the timed calls must not end the episode
+os.environ["SBX_MAX_SESSIONS"] = str(SESSIONS)
+os.environ["SBX_MAX_STEPS"] = "1000"  # the timed calls must not end the episode
 
-from wordle import get_task, new_episode  # noqa: E402
-from wordle.sandbox.kernel_env import kernel_python  # noqa: E402
+from sbx import get_task, new_episode  # noqa: E402
+from sbx.sandbox.kernel_env import kernel_python  # noqa: E402
 
 
 def pss_kb(uid: int) -> int:

@@ -1,14 +1,16 @@
 """What the adapters are compared with. Runs inside a framework's venv, from its folder.
 
-    python targets.py FRAMEWORK baseline PORT  # the framework's own minimal env: one `echo` tool
-    python targets.py FRAMEWORK floor PORT     # plain FastAPI calling the domain directly
-    python targets.py FRAMEWORK domain         # one in-process domain call, in microseconds
+    python targets.py baseline FRAMEWORK PORT    # the framework's own minimal env: one `echo` tool
+    python targets.py floor PACKAGE PORT         # plain FastAPI calling the domain directly
+    python targets.py domain PACKAGE TOOL ARGS   # one in-process domain call (ARGS: JSON), in us
 
 Servers bind 127.0.0.1 and freeze the garbage collector before serving, as the adapters do.
 """
 
 import asyncio
+import base64
 import gc
+import importlib
 import json
 import os
 import sys
@@ -16,7 +18,6 @@ import time
 from typing import Any
 
 HOST = "127.0.0.1"
-ARGS = {"word": "zzzzz"}  # not in the word list: an error result that uses no turn
 
 
 def serve(app: Any, port: int) -> None:
@@ -27,20 +28,24 @@ def serve(app: Any, port: int) -> None:
     uvicorn.run(app, host=HOST, port=port, log_level="warning")
 
 
-def floor_app() -> Any:
-    """HTTP (/open, /call/NAME, /close by X-Session-ID) and a WebSocket shaped like OpenEnv's."""
-    import wordle
+def floor_app(package: str) -> Any:
+    """HTTP (/open, /call/NAME, /close by X-Session-ID) and a WebSocket shaped like OpenEnv's.
+
+    Replies carry the domain's images (PNG) as base64, as an adapter that delivers them must.
+    """
     from fastapi import FastAPI, Header, Request, WebSocket
 
+    domain = importlib.import_module(package)
     app = FastAPI()
-    episodes: dict[str, wordle.Episode] = {}
+    episodes: dict[str, Any] = {}
 
-    async def start(data: dict[str, Any]) -> tuple[wordle.Episode, str]:
-        episode = wordle.new_episode(wordle.get_task(data["split"], data["index"]))
+    async def start(data: dict[str, Any]) -> tuple[Any, str]:
+        episode = domain.new_episode(domain.get_task(data["split"], data["index"]))
         return episode, (await episode.reset()).text
 
-    def reply(result: wordle.StepResult) -> dict[str, Any]:
-        return {"text": result.text, "reward": result.reward, "done": result.done}
+    def reply(result: Any) -> dict[str, Any]:
+        images = [base64.b64encode(png).decode() for png in result.images]
+        return {"text": result.text, "images": images, "reward": result.reward, "done": result.done}
 
     @app.post("/open")
     async def open_(request: Request, x_session_id: str = Header()) -> dict[str, Any]:
@@ -183,28 +188,30 @@ def openenv_baseline(port: int) -> None:
     serve(app, port)
 
 
-def domain_call_us(n: int = 20000) -> float:
-    import wordle
-
-    async def run() -> float:
-        episode = wordle.new_episode(wordle.get_task("test", 0))
-        await episode.reset()
-        start = time.perf_counter()
-        for _ in range(n):
-            await episode.step("guess", ARGS)
+async def domain_call_us(package: str, tool: str, args: dict[str, Any]) -> float:
+    """Mean of at most 20,000 calls or 1 s, on one episode of test task 0."""
+    domain = importlib.import_module(package)
+    episode = domain.new_episode(domain.get_task("test", 0))
+    await episode.reset()
+    try:
+        n, start = 0, time.perf_counter()
+        while n < 20000 and time.perf_counter() - start < 1.0:
+            await episode.step(tool, args)
+            n += 1
         return (time.perf_counter() - start) / n * 1e6
-
-    return asyncio.run(run())
+    finally:
+        await episode.close()
 
 
 BASELINES = {"ors": ors_baseline, "nemo_gym": nemo_gym_baseline, "openenv": openenv_baseline}
 
 if __name__ == "__main__":
-    framework, kind, *rest = sys.argv[1:]
+    kind, name, *rest = sys.argv[1:]
     sys.path.insert(0, ".")
     if kind == "domain":
-        print(json.dumps({"domain_call_us": domain_call_us()}))
+        us = asyncio.run(domain_call_us(name, rest[0], json.loads(rest[1])))
+        print(json.dumps({"domain_call_us": us}))
     elif kind == "floor":
-        serve(floor_app(), int(rest[0]))
+        serve(floor_app(name), int(rest[0]))
     else:
-        BASELINES[framework](int(rest[0]))
+        BASELINES[name](int(rest[0]))
