@@ -26,7 +26,7 @@ from typing import Any
 from ..sessions import new_session_folder, spawn
 from . import settings
 from .actions import ComputerArgs, xdotool_keys
-from .display import DesktopError, die_with_parent, stop
+from .display import DesktopError, die_with_parent, log_tail, stop
 
 BINARIES = ("chromium", "chromium-browser", "google-chrome")
 FLAGS = [
@@ -339,11 +339,7 @@ class BrowserDesktop:
         return Pipe(commands, replies)
 
     def _log_tail(self) -> str:
-        path = self.folder / "browser.log" if self.folder else None
-        if not path or not path.exists():
-            return ""
-        lines = path.read_text(errors="replace").strip().splitlines()[-5:]
-        return (":\n" + "\n".join(lines)) if lines else ""
+        return log_tail(self.folder, "browser.log")
 
     async def _call(self, method: str, **params: Any) -> dict[str, Any]:
         if self._pipe is None:

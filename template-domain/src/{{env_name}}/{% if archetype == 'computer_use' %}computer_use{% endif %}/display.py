@@ -37,6 +37,16 @@ def die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def log_tail(folder: Path | None, *names: str) -> str:
+    """The last lines of a session's logs, ready to append to an error message."""
+    lines: list[str] = []
+    for name in names:
+        path = folder / name if folder else None
+        if path and path.exists():
+            lines += path.read_text(errors="replace").strip().splitlines()[-5:]
+    return (":\n" + "\n".join(lines)) if lines else ""
+
+
 def missing_tools() -> list[str]:
     return [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
 
@@ -157,12 +167,7 @@ class X11Desktop:
             )
 
     def _log_tail(self) -> str:
-        lines: list[str] = []
-        for name in ("xvfb.log", "app.log"):
-            path = self.folder / name if self.folder else None
-            if path and path.exists():
-                lines += path.read_text(errors="replace").strip().splitlines()[-5:]
-        return (":\n" + "\n".join(lines)) if lines else ""
+        return log_tail(self.folder, "xvfb.log", "app.log")
 
     async def state(self) -> dict[str, Any]:
         """The app's own record of what happened (empty until it is up)."""
