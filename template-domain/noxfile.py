@@ -24,6 +24,7 @@ ROOT = Path(__file__).parent
 KNOWN_FRAMEWORKS = ("nemo_gym", "verifiers", "openenv", "ors")
 PYTHON = {"nemo_gym": "3.12"}  # interpreter a framework needs; others use nox's own
 FRAMEWORKS = [fw for fw in KNOWN_FRAMEWORKS if (ROOT / fw).exists()]
+PACKAGE = next(ROOT.glob("src/*/__init__.py")).parent.name
 
 
 def _add_pyenv_interpreters() -> None:
@@ -43,6 +44,14 @@ def tests(session: nox.Session) -> None:
     """The domain package's tests, on the real backend."""
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session(default=False)
+def regen(session: nox.Session) -> None:
+    """Rewrite the derived artifacts from the domain: tool snapshot, README tool table, NeMo Gym
+    example rows, turn limits in configs (``-- --check`` only lists the stale ones)."""
+    session.install("-e", ".")
+    session.run("python", "-m", f"{PACKAGE}.regen", *session.posargs)
 
 
 @nox.session

@@ -1,15 +1,16 @@
-"""Framework-free building blocks shared by every archetype and every adapter.
+"""Framework-free building blocks shared by every domain and every adapter.
 
 Adapters (NeMo Gym, Verifiers, OpenEnv, ORS) only ever talk to these types: a ``Task``
 (what the agent may see, plus what only the grader may see), the ``ToolSpec`` list that
-declares the tools once, and an ``Episode`` that turns tool calls into ``StepResult``s.
+declares the tools once, an ``Episode`` that turns tool calls into ``StepResult``s and
+declares its capabilities, and the ``EnvSpec`` that declares a whole domain once.
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -131,9 +132,17 @@ def find_tool(tools: Sequence[ToolSpec], name: str) -> ToolSpec:
 
 
 class Episode(ABC):
-    """One session on one task. Tool calls are validated here, once, for every adapter."""
+    """One session on one task. Tool calls are validated here, once, for every adapter.
+
+    A subclass declares its tools and capabilities as class attributes; adapters, tests and
+    derived artifacts read these, never the name of the reference domain.
+    """
 
     tools: ClassVar[tuple[ToolSpec, ...]]
+    max_steps: ClassVar[int]
+    """Most tool calls an episode can take; servers set their turn limits from it."""
+    returns_images: ClassVar[bool] = False
+    """True when observations or tool results can carry PNG images."""
     holds_resources: ClassVar[bool] = False
     """True when an episode owns processes or files that only ``close()`` releases."""
 
@@ -173,3 +182,34 @@ class Episode(ABC):
     async def close(self) -> None:
         """Release everything the episode holds. Safe to call more than once."""
         self.closed = True
+
+
+Call = tuple[str, Mapping[str, Any]]
+"""A tool call: the tool's name and its raw arguments."""
+Policy = Callable[[Sequence[str]], Call | None]
+"""Observations so far (texts, oldest first) -> the next call, or ``None`` when done."""
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """The domain contract, declared once: everything adapters and tests need from a domain.
+
+    ``python -m <package>.contract`` checks a spec and says what to change.
+    """
+
+    episode: type[Episode]
+    """The episode class: its tools and capabilities are class attributes."""
+    load_tasks: Callable[[Split], Sequence[Task]]
+    """Every task of a split, deterministic, ids ``<split>-<index:04d>``."""
+    oracle: Policy
+    """A scripted policy that plays any task from observations alone."""
+    bad_calls: Sequence[Call] = ()
+    """Malformed calls (wrong types, missing or extra fields): each must give an error."""
+    illegal_calls: Sequence[Call] = ()
+    """Well-formed calls the rules refuse: each must give an error and change nothing."""
+    oracle_floor: float = 1.0
+    """Lowest mean score the oracle may get on the test split (1.0: it solves every task)."""
+
+    @property
+    def tools(self) -> tuple[ToolSpec, ...]:
+        return self.episode.tools

@@ -180,7 +180,9 @@ class ComputerArgs(BaseModel):
     text: str | None = Field(
         None, max_length=2000, description="Text to type, or keys to press (e.g. 'ctrl+a')."
     )
-    scroll_direction: Literal["up", "down", "left", "right"] | None = None
+    scroll_direction: Literal["up", "down", "left", "right"] | None = Field(
+        None, description="Which way to scroll (default down)."
+    )
     scroll_amount: int | None = Field(None, description="Wheel clicks to scroll (1-20).")
     duration: float | None = Field(None, description="Seconds to wait (at most 10).")
     status: Literal["success", "failure"] | None = Field(

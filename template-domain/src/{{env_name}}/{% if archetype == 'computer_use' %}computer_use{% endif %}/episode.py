@@ -30,6 +30,8 @@ TOOLS = (
 
 class DesktopEpisode(Episode):
     tools = TOOLS
+    max_steps = settings.MAX_STEPS
+    returns_images = True  # a screenshot after every action
     holds_resources = True  # an X server and the task app
 
     def __init__(self, task: Task) -> None:

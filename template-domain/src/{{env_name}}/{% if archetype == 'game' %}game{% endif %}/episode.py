@@ -34,6 +34,7 @@ TOOLS = (
 
 class WordleEpisode(Episode):
     tools = TOOLS
+    max_steps = 2 * MAX_GUESSES  # the guesses, and as many rejected words (they cost no turn)
 
     def __init__(self, task: Task) -> None:
         super().__init__(task)

@@ -70,6 +70,8 @@ SHELL = (
 
 class SandboxEpisode(Episode):
     tools = TOOLS
+    max_steps = settings.MAX_STEPS
+    returns_images = True  # figures a cell draws
     holds_resources = True  # a kernel process and a session folder
 
     def __init__(self, task: Task) -> None:
