@@ -2,7 +2,8 @@
 
 Everything here is a copy of a fact the domain declares once: the tool schemas
 (``tests/tools.snapshot.json``), the README's tool table, NeMo Gym's ``data/example.jsonl`` and
-the turn limits in the NeMo Gym and Verifiers configs. ``--check`` lists the stale ones and
+the turn limits in the NeMo Gym and Verifiers configs, and the oracle tolerance in OpenEnv's
+manifest. ``--check`` lists the stale ones and
 exits non-zero; the tests call ``stale()``. Framework folders that are absent are skipped.
 """
 
@@ -83,7 +84,15 @@ def artifacts() -> dict[Path, Callable[[str], str]]:
         found[config] = lambda text: turn_limits(text, r"^(\s+max_steps: )\d+")
     for config in sorted(ROOT.glob("verifiers/configs/*.toml")):
         found[config] = lambda text: turn_limits(text, r"^(max_turns = )\d+")
+    if (manifest := ROOT / "openenv" / "openenv.yaml").exists():
+        found[manifest] = oracle_tolerance
     return found
+
+
+def oracle_tolerance(text: str) -> str:
+    """OpenEnv's oracle check passes when the oracle scores at least 1.0 - oracle_tolerance."""
+    tolerance = round(1.0 - SPEC.oracle_floor, 6)
+    return re.sub(r"^(\s+oracle_tolerance: )[\d.]+", rf"\g<1>{tolerance}", text, flags=re.M)
 
 
 def stale() -> list[str]:
