@@ -136,7 +136,9 @@ def check_tree(dst: Path, archetype: str, frameworks: list[str]) -> None:
         ".pre-commit-config.yaml",
         ".github/workflows/ci.yml",
         "src/wordle/__init__.py",
-        "tests",
+        "tests/tools.snapshot.json",
+        "tests/reference",
+        "AGENTS.md",
     ):
         if not (dst / must).exists():
             problems.append(f"{must} is missing")
@@ -394,6 +396,44 @@ def update(session: nox.Session) -> None:
     if problems:
         raise AssertionError("\n".join(problems))
     session.log(f"updated {release} -> HEAD with {FRAMEWORKS}: user edits kept, no conflicts")
+
+
+# Per-archetype copies of derived artifacts that the template ships (a render cannot run the
+# domain), each with the answers it depends on put back as Jinja.
+SHIPPED = {
+    "README.md": "includes/tools/{a}.md",
+    "tests/tools.snapshot.json": "template-domain/tests/{{% if archetype == '{a}' %}}"
+    "tools.snapshot.json{{% endif %}}",
+    "nemo_gym/resources_servers/wordle_{a}/data/example.jsonl": "template-nemo-gym/"
+    "resources_servers/{{{{ nemo_gym_server }}}}/data/{{% if archetype == '{a}' %}}"
+    "example.jsonl{{% endif %}}",
+}
+ANSWERED = {"wordle_{a}_agent": "{{{{ nemo_gym_agent }}}}", "1024x768": "{{{{ cu_screen }}}}"}
+TOOL_TABLE = re.compile(r"<!-- tools: .*? -->\n(.*?)<!-- /tools -->", re.S)
+
+
+@nox.session(default=False)
+def regen(session: nox.Session) -> None:
+    """Rewrite the template's per-archetype copies of derived artifacts (tool tables, tool
+    snapshots, NeMo Gym example rows) by running each rendered env's own `nox -s regen`."""
+    session.install(COPIER, "nox", "uv")
+    for a in ARCHETYPES:
+        dst = copy(session, WORK / f"regen-{a}", keep=(".nox",), archetype=a, frameworks=FRAMEWORKS)
+        with session.chdir(dst):
+            session.run("nox", "--reuse-venv", "yes", "-s", "regen")
+        for rendered, shipped in SHIPPED.items():
+            text = (dst / rendered.format(a=a)).read_text()
+            if rendered == "README.md":
+                text = TOOL_TABLE.search(text).group(1)
+            for value, jinja in ANSWERED.items():
+                text = text.replace(value.format(a=a), jinja.format())
+            target = ROOT / shipped.format(a=a)
+            templated = target.with_name(target.name + ".jinja")
+            if "{{" in text or templated.exists():
+                target = templated
+            if not target.exists() or target.read_text() != text:
+                target.write_text(text)
+                session.log(f"wrote {target.relative_to(ROOT)}")
 
 
 @nox.session(python="3.12")

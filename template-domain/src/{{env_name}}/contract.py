@@ -14,7 +14,9 @@ import asyncio
 import importlib
 import json
 import math
+import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -124,8 +126,30 @@ def words(text: str) -> set[str]:
     return set(re.findall(r"[\w.@/-]+", text.lower()))
 
 
-def check_tasks(spec: EnvSpec, report: Report) -> dict[str, Sequence[Task]]:
+FRESH_LOAD = """
+import importlib, json, sys
+from {package}.contract import fingerprint
+module, _, attribute = sys.argv[1].partition(":")
+spec = getattr(importlib.import_module(module), attribute or "SPEC")
+print(json.dumps({{s: [fingerprint(t) for t in spec.load_tasks(s)] for s in sys.argv[2:]}}))
+"""
+
+
+def fresh_fingerprints(source: str) -> dict[str, list[str]] | None:
+    """The tasks as a new interpreter with another hash seed loads them (None: it failed)."""
+    code = FRESH_LOAD.format(package=__package__)
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    run = subprocess.run(
+        [sys.executable, "-c", code, source, *SPLITS], capture_output=True, text=True, env=env
+    )
+    return json.loads(run.stdout) if run.returncode == 0 else None
+
+
+def check_tasks(
+    spec: EnvSpec, report: Report, source: str | None = None
+) -> dict[str, Sequence[Task]]:
     loaded: dict[str, Sequence[Task]] = {}
+    fresh = fresh_fingerprints(source) if source else None
     for split in SPLITS:
         try:
             first, second = spec.load_tasks(split), spec.load_tasks(split)
@@ -135,10 +159,11 @@ def check_tasks(spec: EnvSpec, report: Report) -> dict[str, Sequence[Task]]:
         if not first:
             report.problem(f"split {split!r}", "has no tasks", "give every split some tasks")
             continue
-        if [fingerprint(t) for t in first] != [fingerprint(t) for t in second]:
+        here = [fingerprint(t) for t in first]
+        if here != [fingerprint(t) for t in second] or (fresh and fresh[split] != here):
             report.problem(
                 f"split {split!r}",
-                "tasks differ between two loads",
+                "tasks differ between two loads (or in a new process)",
                 "seed with random.Random(<string>), never the global RNG or the clock",
             )
         loaded[split] = first
@@ -200,7 +225,7 @@ async def play(spec: EnvSpec, task: Task, mixed_in: Sequence[tuple[str, Any]]) -
             before = episode.score
             result = await episode.step(name, arguments)
             if not result.error or result.reward or result.done or episode.score != before:
-                found.append(f"{name}({arguments}) gave {result.text[:80]!r}")
+                found.append(f"{name}({arguments}) was accepted (it answered {result.text[:60]!r})")
         while steps < spec.episode.max_steps:
             action = spec.oracle(observations)
             if action is None:
@@ -236,14 +261,14 @@ async def check_episodes(
     for n, (split, task) in enumerate(plays):
         where = f"task {task.id!r}"
         try:
-            result = await play(spec, task, mixed if n < sample else ())
+            result = await play(spec, task, mixed if n == 0 else ())
         except Exception as exc:  # a crash is a contract problem
             report.problem(where, f"the episode raised {exc!r}", "return errors as ToolError")
             continue
         for call in result["bad"]:
             report.problem(
-                f"{where}, bad or illegal call",
-                f"{call} was accepted, scored or ended the episode",
+                "SPEC.bad_calls / illegal_calls",
+                call,
                 "raise ToolError for it in _apply() (the base class makes it an error result)",
             )
         if not result["done"]:
@@ -257,7 +282,7 @@ async def check_episodes(
                 where,
                 f"step rewards sum to {result['total']:.6g}, "
                 f"the episode score is {result['score']:.6g}",
-                "give each step the change in score (see reward.py)",
+                "give each step the change in score it causes",
             )
         if split == "test" and len(scores) < floor_tasks:
             scores.append(result["score"])
@@ -275,12 +300,12 @@ async def check_episodes(
         report.problem("SPEC.bad_calls", "is empty", "list malformed calls adapters must refuse")
 
 
-def check(spec: object, *, floor_tasks: int | None = None) -> Report:
+def check(spec: object, *, floor_tasks: int | None = None, source: str | None = None) -> Report:
     """Every contract problem of ``spec``.
 
     ``floor_tasks``: how many test tasks the oracle's mean score is judged on against
     ``SPEC.oracle_floor`` (default: the whole split, or a sample when episodes hold resources;
-    0: not judged).
+    0: not judged). ``source`` (``module:attribute``) also loads the tasks in a new process.
     """
     report = Report()
     if not isinstance(spec, EnvSpec):
@@ -289,8 +314,10 @@ def check(spec: object, *, floor_tasks: int | None = None) -> Report:
         return report
     check_capabilities(spec, report)
     check_tools(spec, report)
-    tasks = check_tasks(spec, report)
-    if not report.problems:  # playing a broken domain would only repeat the problems above
+    tasks = check_tasks(spec, report, source)
+    max_steps = getattr(spec.episode, "max_steps", 0)
+    playable = isinstance(max_steps, int) and max_steps > 0 and getattr(spec.episode, "tools", ())
+    if tasks and playable:
         asyncio.run(check_episodes(spec, tasks, report, floor_tasks))
     return report
 
@@ -316,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # say why the spec does not load
         print(f"contract: {args.spec} does not load: {exc!r}", file=sys.stderr)
         return 1
-    report = check(spec, floor_tasks=args.floor_tasks)
+    report = check(spec, floor_tasks=args.floor_tasks, source=args.spec)
     for problem in report.problems:
         print(f"contract: {problem}")
     if report.problems:

@@ -131,6 +131,37 @@ def find_tool(tools: Sequence[ToolSpec], name: str) -> ToolSpec:
     raise ToolError(f"Unknown tool {name!r}. Available tools: {names}.")
 
 
+Call = tuple[str, Mapping[str, Any]]
+"""A tool call: the tool's name and its raw arguments."""
+Policy = Callable[[Sequence[str]], Call | None]
+"""Observations so far (texts, oldest first) -> the next call, or ``None`` when done."""
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """The domain contract, declared once: everything adapters and tests need from a domain.
+
+    ``python -m <package>.contract`` checks a spec and says what to change.
+    """
+
+    episode: type[Episode]
+    """The episode class: its tools and capabilities are class attributes."""
+    load_tasks: Callable[[Split], Sequence[Task]]
+    """Every task of a split, deterministic, ids ``<split>-<index:04d>``."""
+    oracle: Policy
+    """A scripted policy that plays any task from observations alone."""
+    bad_calls: Sequence[Call] = ()
+    """Malformed calls (wrong types, missing or extra fields): each must give an error."""
+    illegal_calls: Sequence[Call] = ()
+    """Well-formed calls the rules refuse: each must give an error and change nothing."""
+    oracle_floor: float = 1.0
+    """Lowest mean score the oracle may get on the test split (1.0: it solves every task)."""
+
+    @property
+    def tools(self) -> tuple[ToolSpec, ...]:
+        return self.episode.tools
+
+
 class Episode(ABC):
     """One session on one task. Tool calls are validated here, once, for every adapter.
 
@@ -182,34 +213,3 @@ class Episode(ABC):
     async def close(self) -> None:
         """Release everything the episode holds. Safe to call more than once."""
         self.closed = True
-
-
-Call = tuple[str, Mapping[str, Any]]
-"""A tool call: the tool's name and its raw arguments."""
-Policy = Callable[[Sequence[str]], Call | None]
-"""Observations so far (texts, oldest first) -> the next call, or ``None`` when done."""
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """The domain contract, declared once: everything adapters and tests need from a domain.
-
-    ``python -m <package>.contract`` checks a spec and says what to change.
-    """
-
-    episode: type[Episode]
-    """The episode class: its tools and capabilities are class attributes."""
-    load_tasks: Callable[[Split], Sequence[Task]]
-    """Every task of a split, deterministic, ids ``<split>-<index:04d>``."""
-    oracle: Policy
-    """A scripted policy that plays any task from observations alone."""
-    bad_calls: Sequence[Call] = ()
-    """Malformed calls (wrong types, missing or extra fields): each must give an error."""
-    illegal_calls: Sequence[Call] = ()
-    """Well-formed calls the rules refuse: each must give an error and change nothing."""
-    oracle_floor: float = 1.0
-    """Lowest mean score the oracle may get on the test split (1.0: it solves every task)."""
-
-    @property
-    def tools(self) -> tuple[ToolSpec, ...]:
-        return self.episode.tools
