@@ -428,8 +428,8 @@ def regen(session: nox.Session) -> None:
             for value, jinja in ANSWERED.items():
                 text = text.replace(value.format(a=a), jinja.format())
             target = ROOT / shipped.format(a=a)
-            templated = target.with_name(target.name + ".jinja")
-            if "{{" in text or templated.exists():
+            templated = target.with_name(target.name + ".jinja")  # copier renders those
+            if shipped.startswith("template-") and ("{{" in text or templated.exists()):
                 target = templated
             if not target.exists() or target.read_text() != text:
                 target.write_text(text)
