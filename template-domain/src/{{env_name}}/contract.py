@@ -122,8 +122,10 @@ def secret_values(secret: dict[str, Any]) -> Iterable[str]:
             yield text
 
 
-def words(text: str) -> set[str]:
-    return set(re.findall(r"[\w.@/-]+", text.lower()))
+def shows(text: str, value: str) -> bool:
+    """Whether ``value`` stands in ``text`` on its own (not inside a longer word or number)."""
+    pattern = rf"(?<!\w)(?<!\d\.){re.escape(value.lower())}(?!\w)(?!\.\d)"
+    return re.search(pattern, text) is not None
 
 
 FRESH_LOAD = """
@@ -168,10 +170,9 @@ def check_tasks(
             )
         loaded[split] = first
         shown = {
-            task.id: words(json.dumps(task.to_public(), default=repr)) | words(task.prompt)
+            task.id: f"{json.dumps(task.to_public(), default=repr)} {task.prompt}".lower()
             for task in first
         }
-        common = set.intersection(*shown.values())  # text every task shows tells nothing
         for index, task in enumerate(first):
             where = f"task {task.id!r}"
             if (task.split, task.index, task.id) != (split, index, f"{split}-{index:04d}"):
@@ -187,7 +188,11 @@ def check_tasks(
                 report.problem(where, f"is not JSON-serialisable ({exc})", "use JSON types")
                 break
             secrets = secret_values(dict(task.secret))
-            leaked = [v for v in secrets if v.lower() in shown[task.id] - common]
+            leaked = [  # a value every task shows (a word of a fixed prompt) tells nothing
+                v
+                for v in secrets
+                if shows(shown[task.id], v) and not all(shows(t, v) for t in shown.values())
+            ]
             if "secret" in task.to_public() or leaked:
                 report.problem(
                     where,
@@ -300,12 +305,19 @@ async def check_episodes(
         report.problem("SPEC.bad_calls", "is empty", "list malformed calls adapters must refuse")
 
 
-def check(spec: object, *, floor_tasks: int | None = None, source: str | None = None) -> Report:
+def check(
+    spec: object,
+    *,
+    floor_tasks: int | None = None,
+    source: str | None = None,
+    play: bool = True,
+) -> Report:
     """Every contract problem of ``spec``.
 
     ``floor_tasks``: how many test tasks the oracle's mean score is judged on against
     ``SPEC.oracle_floor`` (default: the whole split, or a sample when episodes hold resources;
     0: not judged). ``source`` (``module:attribute``) also loads the tasks in a new process.
+    ``play=False`` skips the episodes (only the declarations and the tasks are checked).
     """
     report = Report()
     if not isinstance(spec, EnvSpec):
@@ -317,7 +329,7 @@ def check(spec: object, *, floor_tasks: int | None = None, source: str | None = 
     tasks = check_tasks(spec, report, source)
     max_steps = getattr(spec.episode, "max_steps", 0)
     playable = isinstance(max_steps, int) and max_steps > 0 and getattr(spec.episode, "tools", ())
-    if tasks and playable:
+    if play and tasks and playable:
         asyncio.run(check_episodes(spec, tasks, report, floor_tasks))
     return report
 
@@ -350,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"contract: {len(report.problems)} problem(s) in {args.spec}", file=sys.stderr)
         return 1
     tools = ", ".join(t.name for t in spec.tools)
-    print(f"contract: {args.spec} OK (tools: {tools}; {'; '.join(report.notes)})")
+    print(f"contract: {args.spec} OK (tools: {'; '.join([tools, *report.notes])})")
     return 0
 
 
