@@ -22,8 +22,8 @@ from typing import Any
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec
 
-from ..sessions import new_session_folder, spawn
-from . import isolation
+from ..sessions import hold, new_session_folder, release, spawn
+from . import isolation, settings
 
 INTERRUPT_GRACE = 5.0
 """Seconds a cell gets to stop after an interrupt before the kernel is restarted."""
@@ -81,9 +81,10 @@ class LocalKernelSandbox:
         self.python = python
         self.root = root
         self.requested = isolation_mode
-        self.limits = isolation.kernel_limits(memory_mb)
+        self.memory_mb = memory_mb
         self.network = network
         self.mode: isolation.Mode | None = None
+        self.session_id: str | None = None
         self.workdir: Path | None = None
         self.uid: int | None = None
         self._km: _KernelManager | None = None
@@ -92,23 +93,40 @@ class LocalKernelSandbox:
 
     @property
     def info(self) -> dict[str, Any]:
-        return {
-            "backend": "local",
-            "isolation": self.mode,
-            "uid": self.uid,
-            "network": self.network,
-        }
+        info: dict[str, Any] = {"backend": "local", "session": self.session_id}
+        if self.mode is not None:
+            gaps = isolation.NOT_CONTAINED[self.mode]
+            if self.mode == "rlimits" and self.uid is None:
+                gaps = gaps + isolation.NO_UID
+            info |= {
+                "isolation": self.mode,
+                "uid": self.uid,
+                "network": self.network or self.mode == "rlimits",
+                "not_contained": gaps,
+            }
+        return info
 
     async def start(self) -> None:
         self.mode = isolation.choose(self.requested)
         self.workdir = new_session_folder(self.root, "session-")
-        if self.mode == "bwrap":
-            self.uid = isolation.claim_uid()
+        self.session_id = self.workdir.name
+        hold(self.session_id, self._teardown)  # close() releases it, whatever start() reached
+        self.uid = isolation.claim_uid()
+        argv = [str(self.python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
         if self.uid is not None:
             os.chown(self.workdir, self.uid, self.uid)
-        argv = [str(self.python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+            venv = self.python.parent.parent
+            if self.mode == "rlimits" and not all(
+                isolation.others_can_run(p) for p in (self.python, venv / "pyvenv.cfg")
+            ):
+                raise RuntimeError(
+                    f"the session's uid cannot run the kernel's interpreter {self.python} (a "
+                    f"folder above it is private): rebuild the kernel venv where other users "
+                    f"can read it (setting {settings.PREFIX}_KERNEL_VENV)"
+                )
+            argv = isolation.drop_to(self.uid) + argv
         if self.mode == "bwrap":
-            argv = isolation.bwrap_prefix(self.python, self.workdir, self.uid, self.network) + argv
+            argv = isolation.bwrap_prefix(self.python, self.workdir, self.network) + argv
         spec = KernelSpec(
             argv=argv,
             display_name="sandbox",
@@ -120,10 +138,12 @@ class LocalKernelSandbox:
         self._km.connection_file = str(self.workdir / ".kernel.json")
         self._km.ip = str(self.workdir / ".ipc")  # socket paths must stay under 107 characters
         self._log = open(self.workdir / ".kernel.log", "ab")  # noqa: ASYNC230, SIM115 - kept open
+        shared = self.uid is None and self.mode == "rlimits"
+        limits = isolation.kernel_limits(self.memory_mb, shares_server_uid=shared)
         await self._km.start_kernel(
             cwd=str(self.workdir),
             env=self._kernel_env(),
-            preexec_fn=isolation.apply_limits(self.limits),
+            preexec_fn=isolation.apply_limits(limits),
             independent=self.mode == "bwrap",  # the pid namespace ends it with the server
             stdout=self._log,
             stderr=self._log,
@@ -150,6 +170,8 @@ class LocalKernelSandbox:
     async def _restart(self) -> None:
         assert self._km is not None
         self._kc.stop_channels()
+        if self.uid is not None:
+            isolation.kill_uid(self.uid)  # nothing of the old kernel outlives it
         await self._km.restart_kernel(now=True)
         await self._connect()
 
@@ -226,14 +248,28 @@ class LocalKernelSandbox:
 
     async def close(self) -> None:
         """Stop the kernel and everything it started, delete the folder. Idempotent."""
-        if self._kc is not None:
-            self._kc.stop_channels()
-            self._kc = None
-        if self._km is not None:
-            km, self._km = self._km, None
+        self._teardown()  # synchronous: a cancelled close() must not leave a live kernel
+
+    def _teardown(self) -> None:
+        """Kill the kernel's process group (and, with a session uid, every process of that
+        uid), close its ZMQ sockets and context, delete the folder. Needs no event loop: it
+        also runs for sessions abandoned unclosed, at the end of a test run or at exit."""
+        if self.session_id is not None:
+            release(self.session_id)
+        kc, self._kc = self._kc, None
+        km, self._km = self._km, None
+        if kc is not None:
             with contextlib.suppress(Exception):
-                await km.shutdown_kernel(now=True)
-        self._kill_leftovers()
+                kc.stop_channels()
+        if km is not None:
+            process = getattr(km.provisioner, "process", None)
+            if process is not None:
+                with contextlib.suppress(OSError):
+                    os.killpg(process.pid, signal.SIGKILL)  # its own group: start_new_session
+                with contextlib.suppress(Exception):
+                    process.wait(timeout=5)
+            with contextlib.suppress(Exception):
+                km.context.destroy(linger=0)
         if self.uid is not None:
             isolation.release_uid(self.uid)
             self.uid = None
@@ -243,18 +279,6 @@ class LocalKernelSandbox:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
-
-    def _kill_leftovers(self) -> None:
-        """Processes of the session's uid that escaped the process group (setsid, nohup)."""
-        if self.uid is None:
-            return
-        for status in Path("/proc").glob("[0-9]*/status"):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                uid_line = next(
-                    line for line in status.read_text().splitlines() if line[:4] == "Uid:"
-                )
-                if int(uid_line.split()[1]) == self.uid:
-                    os.kill(int(status.parent.name), signal.SIGKILL)
 
 
 def describe(result: CellResult, limit: int) -> str:
