@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import os
 import shutil
 import signal
+import stat
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jupyter_client import AsyncKernelManager
@@ -87,6 +89,7 @@ class LocalKernelSandbox:
         self.session_id: str | None = None
         self.workdir: Path | None = None
         self.uid: int | None = None
+        self._folder: int | None = None  # the session folder, opened before the kernel runs
         self._km: _KernelManager | None = None
         self._kc: Any = None
         self._log: Any = None
@@ -111,6 +114,7 @@ class LocalKernelSandbox:
         self.workdir = new_session_folder(self.root, "session-")
         self.session_id = self.workdir.name
         hold(self.session_id, self._teardown)  # close() releases it, whatever start() reached
+        self._folder = os.open(self.workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.uid = isolation.claim_uid()
         argv = [str(self.python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
         if self.uid is not None:
@@ -225,26 +229,44 @@ class LocalKernelSandbox:
                     result.notice = f"Interrupted after {time_limit:g}s; the kernel kept its state."
                 return result
 
-    def path(self, relative: str) -> Path:
-        """A path inside the session folder, or ValueError (no escape by .. or symlinks)."""
-        assert self.workdir is not None
-        target = (self.workdir / relative).resolve()
-        if not target.is_relative_to(self.workdir.resolve()):
+    def _open(self, relative: str, flags: int, *, make_folders: bool = False) -> int:
+        """``relative`` opened inside the session folder without following a symlink at any
+        component: the kernel may swap a folder for a link to a host folder at any moment, so
+        the path is walked once, folder by folder, never checked first and opened again."""
+        assert self._folder is not None, "start() first"
+        path = PurePosixPath(relative)
+        if path.is_absolute() or ".." in path.parts or not path.parts:
             raise ValueError(f"{relative!r} is outside the session folder")
-        return target
+        *folders, name = path.parts
+        at = os.dup(self._folder)
+        try:
+            for folder in folders:
+                if make_folders:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(folder, 0o755, dir_fd=at)
+                inner = _open_at(at, folder, os.O_RDONLY | os.O_DIRECTORY)
+                os.close(at)
+                at = inner
+                if make_folders and self.uid is not None:
+                    os.fchown(at, self.uid, self.uid)
+            fd = _open_at(at, name, flags)
+        finally:
+            os.close(at)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ValueError(f"{relative!r} is not a regular file")
+        return fd
 
     async def write_file(self, relative: str, data: bytes) -> None:
-        target = self.path(relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        if self.uid is not None:
-            for path in (target, *target.parents):
-                if path == self.workdir:
-                    break
-                os.chown(path, self.uid, self.uid)
+        fd = self._open(relative, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, make_folders=True)
+        with os.fdopen(fd, "wb") as file:
+            if self.uid is not None:
+                os.fchown(fd, self.uid, self.uid)
+            file.write(data)
 
     async def read_file(self, relative: str) -> bytes:
-        return self.path(relative).read_bytes()
+        with os.fdopen(self._open(relative, os.O_RDONLY), "rb") as file:
+            return file.read()
 
     async def close(self) -> None:
         """Stop the kernel and everything it started, delete the folder. Idempotent."""
@@ -276,9 +298,27 @@ class LocalKernelSandbox:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._folder is not None:
+            os.close(self._folder)
+            self._folder = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
+
+
+def _open_at(folder: int, name: str, flags: int) -> int:
+    """``os.open`` of ``name`` in ``folder`` that refuses a symlink with a readable error."""
+    flags |= os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO must not block the server
+    try:
+        return os.open(name, flags, 0o644, dir_fd=folder)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            with contextlib.suppress(OSError):
+                if stat.S_ISLNK(os.lstat(name, dir_fd=folder).st_mode):
+                    raise ValueError(
+                        f"{name!r} is a symbolic link, and the file tools follow no links"
+                    ) from None
+        raise
 
 
 def describe(result: CellResult, limit: int) -> str:
