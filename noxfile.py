@@ -31,6 +31,21 @@ SUBSETS = [
     list(c) for n in range(1, len(FRAMEWORKS) + 1) for c in itertools.combinations(FRAMEWORKS, n)
 ]
 GENERATED_SESSIONS = ["tests", "lint", *FRAMEWORKS]  # the generated noxfile's sessions
+# Every archetype's env runs each of its sessions; the sandbox's test suites run once more with
+# isolation forced to rlimits, the path of containers without user namespaces (no bubblewrap).
+GENERATED = [
+    nox.param(
+        target,
+        archetype,
+        isolation,
+        id=f"target='{target}', archetype='{archetype}'"
+        + (f", isolation='{isolation}'" if isolation != "auto" else ""),
+    )
+    for archetype in ARCHETYPES
+    for isolation in (["auto", "rlimits"] if archetype == "sandbox" else ["auto"])
+    for target in GENERATED_SESSIONS
+    if isolation == "auto" or target != "lint"
+]
 
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")  # .pyc once at install time
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
@@ -218,9 +233,8 @@ def render(session: nox.Session, archetype: str, frameworks: str) -> None:
 
 
 @nox.session
-@nox.parametrize("archetype", ARCHETYPES)
-@nox.parametrize("target", GENERATED_SESSIONS)
-def generated(session: nox.Session, archetype: str, target: str) -> None:
+@nox.parametrize(("target", "archetype", "isolation"), GENERATED)
+def generated(session: nox.Session, target: str, archetype: str, isolation: str) -> None:
     """Render an environment with every framework and run one of its own nox sessions."""
     session.install(COPIER, "nox", "uv")
     dst = copy(
@@ -231,7 +245,8 @@ def generated(session: nox.Session, archetype: str, target: str) -> None:
         frameworks=FRAMEWORKS,
     )
     session.chdir(dst)
-    session.run("nox", "--reuse-venv", "yes", "-s", target, *session.posargs)
+    env = {"WORDLE_ISOLATION": isolation} if isolation != "auto" else {}
+    session.run("nox", "--reuse-venv", "yes", "-s", target, *session.posargs, env=env)
 
 
 @nox.session
