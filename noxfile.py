@@ -35,6 +35,21 @@ SECOND_GAME = ROOT / "tests" / "domains" / "number_guess"
 """A domain written only against the contract, swapped in for the reference game."""
 USER_FILES = ("src/", "tests/", "README.md")
 """What a user may edit to replace the domain; everything else changes only through regen."""
+# Every archetype's env runs each of its sessions; the sandbox's test suites run once more with
+# isolation forced to rlimits, the path of containers without user namespaces (no bubblewrap).
+GENERATED = [
+    nox.param(
+        target,
+        archetype,
+        isolation,
+        id=f"target='{target}', archetype='{archetype}'"
+        + (f", isolation='{isolation}'" if isolation != "auto" else ""),
+    )
+    for archetype in ARCHETYPES
+    for isolation in (["auto", "rlimits"] if archetype == "sandbox" else ["auto"])
+    for target in GENERATED_SESSIONS
+    if isolation == "auto" or target != "lint"
+]
 
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")  # .pyc once at install time
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
@@ -224,9 +239,8 @@ def render(session: nox.Session, archetype: str, frameworks: str) -> None:
 
 
 @nox.session
-@nox.parametrize("archetype", ARCHETYPES)
-@nox.parametrize("target", GENERATED_SESSIONS)
-def generated(session: nox.Session, archetype: str, target: str) -> None:
+@nox.parametrize(("target", "archetype", "isolation"), GENERATED)
+def generated(session: nox.Session, target: str, archetype: str, isolation: str) -> None:
     """Render an environment with every framework and run one of its own nox sessions."""
     session.install(COPIER, "nox", "uv")
     dst = copy(
@@ -237,7 +251,8 @@ def generated(session: nox.Session, archetype: str, target: str) -> None:
         frameworks=FRAMEWORKS,
     )
     session.chdir(dst)
-    session.run("nox", "--reuse-venv", "yes", "-s", target, *session.posargs)
+    env = {"WORDLE_ISOLATION": isolation} if isolation != "auto" else {}
+    session.run("nox", "--reuse-venv", "yes", "-s", target, *session.posargs, env=env)
 
 
 def tree(root: Path) -> dict[str, bytes]:

@@ -70,7 +70,9 @@ class Pool:
     def __init__(self, limit: int, idle_ttl: float) -> None:
         self.limit, self.idle_ttl = limit, idle_ttl
         self.live: dict[int, tuple[CodeSandbox, float]] = {}
-        self._reaper: asyncio.Task[None] | None = None
+        # A timer, not a long-lived task: a loop that ends while it waits does not complain.
+        self._timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     def admit(self, sandbox: CodeSandbox) -> None:
         if len(self.live) >= self.limit:
@@ -79,8 +81,8 @@ class Pool:
             )
         self.live[id(sandbox)] = (sandbox, float("inf"))  # not idle while it starts: touch() after
         loop = asyncio.get_running_loop()
-        if self._reaper is None or self._reaper.done() or self._reaper.get_loop() is not loop:
-            self._reaper = loop.create_task(self._reap())
+        if self._timer is None or self._timer[0] is not loop or self._timer[1].when() < loop.time():
+            self._check_soon()
 
     def touch(self, sandbox: CodeSandbox) -> bool:
         """Mark a sandbox as used; False if the reaper already closed it."""
@@ -92,14 +94,20 @@ class Pool:
     def release(self, sandbox: CodeSandbox) -> None:
         self.live.pop(id(sandbox), None)
 
-    async def _reap(self) -> None:
-        while self.live:
-            await asyncio.sleep(min(30.0, self.idle_ttl / 2))
-            now = time.monotonic()
-            for key, (sandbox, used) in list(self.live.items()):
-                if now - used > self.idle_ttl:
-                    self.live.pop(key, None)
-                    await sandbox.close()
+    def _check_soon(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop, loop.call_later(min(30.0, self.idle_ttl / 2), self._reap)
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for key, (sandbox, used) in list(self.live.items()):
+            if now - used > self.idle_ttl:
+                self.live.pop(key, None)
+                task = asyncio.ensure_future(sandbox.close())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        if self.live:
+            self._check_soon()
 
 
 POOL = Pool(settings.MAX_SESSIONS, settings.IDLE_TTL)

@@ -1,19 +1,29 @@
 """How a kernel is contained: bubblewrap where it works, otherwise rlimits and a process group.
 
 ``bwrap`` mode gives each kernel a minimal read-only root (``/usr``, the kernel's interpreter
-and its venv), only the session folder writable, no network (unless enabled), its own pid
-namespace (everything dies with the server) and, when the server runs as root, its own uid,
-so that ``RLIMIT_NPROC`` really caps processes. ``rlimits`` mode keeps the rlimits and the
-session folder, and kills the kernel's process group on close.
+and its venv), only the session folder writable, no network (unless enabled) and its own pid
+namespace (everything dies with the server). ``rlimits`` mode keeps the rlimits and the
+session folder, and kills the kernel's process group on close. In both modes a server running
+as root runs each kernel under a uid of its own, so that ``RLIMIT_NPROC`` really caps
+processes, root-only files stay out of reach, and every process of the session can be found
+and killed, on close or, by a guard process, once the server is gone.
+
+This file only uses the standard library: the guard runs it as a script.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
+import signal
+import stat
 import subprocess
-from collections.abc import Callable
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -24,6 +34,22 @@ Mode = Literal["bwrap", "rlimits"]
 UID_BASE = 200_000
 """Per-session uids are UID_BASE + n; nothing else on the machine should use them."""
 
+NOT_CONTAINED = {
+    "bwrap": [],
+    "rlimits": [
+        "network access",
+        "reads of host files that any user may read (system files, and project or data files"
+        " that are world-readable)",
+        "the host's process list (other users' command lines)",
+    ],
+}
+"""What a kernel can still reach, by mode (reported in the session info and the README)."""
+NO_UID = [
+    "the server's own files and processes (the kernel runs as the server's user)",
+    "a fork bomb, and processes that leave the kernel's process group",
+]
+"""What rlimits mode cannot contain either when the server does not run as root."""
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -31,12 +57,15 @@ class Limits:
     cpu_seconds: int = 600
     file_bytes: int = 256 << 20
     open_files: int = 256
-    processes: int = 96  # counts threads too: an idle ipykernel already runs about 13
+    processes: int | None = 96  # counts threads too: an idle ipykernel already runs about 13
 
 
-def kernel_limits(memory_mb: int) -> Limits:
+def kernel_limits(memory_mb: int, *, shares_server_uid: bool) -> Limits:
     # RLIMIT_AS counts address space, not memory: an idle kernel already maps ~1 GiB.
-    return Limits(memory_bytes=(memory_mb + 1024) << 20)
+    # RLIMIT_NPROC counts every process of the uid: with the server's uid and no namespace of
+    # its own, it would cap the server's whole user (a busy server's kernels could not start).
+    processes = None if shares_server_uid else 96
+    return Limits(memory_bytes=(memory_mb + 1024) << 20, processes=processes)
 
 
 def apply_limits(limits: Limits) -> Callable[[], None]:
@@ -50,7 +79,8 @@ def apply_limits(limits: Limits) -> Callable[[], None]:
             (resource.RLIMIT_NOFILE, limits.open_files),
             (resource.RLIMIT_NPROC, limits.processes),
         ):
-            resource.setrlimit(which, (value, value))
+            if value is not None:
+                resource.setrlimit(which, (value, value))
 
     return preexec
 
@@ -78,7 +108,7 @@ def choose(requested: str) -> Mode:
     return "rlimits"
 
 
-def bwrap_prefix(python: Path, workdir: Path, uid: int | None, network: bool) -> list[str]:
+def bwrap_prefix(python: Path, workdir: Path, network: bool) -> list[str]:
     """The argv prefix that runs ``python`` inside a minimal sandbox."""
     venv = python.parent.parent
     prefix = Path(os.path.realpath(python)).parent.parent  # the base interpreter's install
@@ -105,7 +135,8 @@ def bwrap_prefix(python: Path, workdir: Path, uid: int | None, network: bool) ->
             if parent not in made and not parent.is_relative_to("/usr"):
                 made.add(parent)
                 args += ["--perms", "0755", "--dir", str(parent)]
-    args += ["--ro-bind", str(prefix), str(prefix)]
+    if not prefix.is_relative_to("/usr"):
+        args += ["--ro-bind", str(prefix), str(prefix)]
     if not venv.is_relative_to(prefix):
         args += ["--ro-bind", str(venv), str(venv)]
     args += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
@@ -113,19 +144,33 @@ def bwrap_prefix(python: Path, workdir: Path, uid: int | None, network: bool) ->
     args += ["--die-with-parent", "--new-session"]
     if not network:
         args.append("--unshare-net")
-    args.append("--")
-    if uid is not None:
-        args += [
-            "setpriv",
-            f"--reuid={uid}",
-            f"--regid={uid}",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-            "--no-new-privs",
-            "--",
-        ]
-    return args
+    return [*args, "--"]
+
+
+def drop_to(uid: int) -> list[str]:
+    """The argv prefix that runs a command as ``uid``, without groups or capabilities."""
+    return [
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        "--",
+    ]
+
+
+def others_can_run(path: Path) -> bool:
+    """Whether a user without any rights here (a session uid) can reach and open ``path``:
+    every folder above it searchable by others, the file itself readable by others."""
+    real = Path(os.path.realpath(path))
+    try:
+        if not all(os.stat(p).st_mode & stat.S_IXOTH for p in real.parents):
+            return False
+        return bool(os.stat(real).st_mode & stat.S_IROTH)
+    except OSError:
+        return False
 
 
 CLAIMS = Path("/tmp/rl-envs-uid-claims")  # machine-wide, whatever a process's TMPDIR says
@@ -133,12 +178,17 @@ CLAIMS = Path("/tmp/rl-envs-uid-claims")  # machine-wide, whatever a process's T
 
 
 def claim_uid() -> int | None:
-    """A uid no other live session on this machine uses, or None when not running as root."""
-    if os.geteuid() != 0:
+    """A uid no other live session on this machine uses, or None when not running as root.
+    A uid that any process still has, even a zombie, is not free: its tasks would count
+    against the next session's RLIMIT_NPROC."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
         return None
     CLAIMS.mkdir(mode=0o755, exist_ok=True)
-    for slot in range(1, 1 << 16):
-        claim = CLAIMS / str(UID_BASE + slot)
+    busy = {uid for _, uid, _ in _tasks()}
+    for uid in range(UID_BASE + 1, UID_BASE + (1 << 16)):
+        if uid in busy:
+            continue
+        claim = CLAIMS / str(uid)
         try:
             fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -151,9 +201,89 @@ def claim_uid() -> int | None:
             continue
         with os.fdopen(fd, "w") as file:
             file.write(str(os.getpid()))
-        return UID_BASE + slot
+        _guard().watch(uid)
+        return uid
     raise RuntimeError("no free sandbox uid")
 
 
 def release_uid(uid: int) -> None:
+    """Kill whatever still runs as ``uid`` (``setsid`` or ``nohup`` children), then free it."""
+    kill_uid(uid)
+    _guard().unwatch(uid)
     (CLAIMS / str(uid)).unlink(missing_ok=True)
+
+
+def _tasks() -> Iterator[tuple[int, int, str]]:
+    """(pid, real uid, state) of every process on the machine."""
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError, StopIteration, IndexError, ValueError):
+            lines = status.read_text().splitlines()
+            state = next(line for line in lines if line.startswith("State:")).split()[1]
+            uid = int(next(line for line in lines if line.startswith("Uid:")).split()[1])
+            yield int(status.parent.name), uid, state
+
+
+def processes_of(uid: int) -> list[int]:
+    """Pids of the live (not zombie) processes whose real uid is ``uid``."""
+    return [pid for pid, owner, state in _tasks() if owner == uid and state != "Z"]
+
+
+def kill_uid(uid: int, within: float = 10.0) -> None:
+    """SIGKILL every process of ``uid``, again until none is left (a fork can race a pass)."""
+    deadline = time.monotonic() + within
+    while (pids := processes_of(uid)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+
+
+class Guard:
+    """A process that outlives the server to kill the processes of the uids its sessions
+    still hold once the server is gone, however it ended (even ``kill -9``): it reads the
+    uids from a pipe, and the pipe reaches end of file when the server dies. In bwrap mode the
+    pid namespace does this too; in rlimits mode only the guard does."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            for _ in range(2):  # a guard that was killed is replaced
+                if self._process is None or self._process.poll() is not None:
+                    self._process = subprocess.Popen(
+                        [sys.executable, "-I", "-S", __file__],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        start_new_session=True,  # not in the server's process group
+                        text=True,
+                    )
+                assert self._process.stdin is not None
+                with contextlib.suppress(BrokenPipeError):
+                    self._process.stdin.write(line + "\n")
+                    self._process.stdin.flush()
+                    return
+
+    def watch(self, uid: int) -> None:
+        self._send(f"+{uid}")
+
+    def unwatch(self, uid: int) -> None:
+        self._send(f"-{uid}")
+
+
+_guard = cache(Guard)
+
+
+def _guard_main() -> None:
+    uids: set[int] = set()
+    for line in sys.stdin:
+        (uids.add if line[0] == "+" else uids.discard)(int(line[1:]))
+    for uid in uids:
+        kill_uid(uid)
+        (CLAIMS / str(uid)).unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    _guard_main()

@@ -11,19 +11,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import os
 import shutil
 import signal
+import stat
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec
 
-from ..sessions import new_session_folder, spawn
-from . import isolation
+from ..sessions import hold, new_session_folder, release, spawn
+from . import isolation, settings
 
 INTERRUPT_GRACE = 5.0
 """Seconds a cell gets to stop after an interrupt before the kernel is restarted."""
@@ -81,34 +83,54 @@ class LocalKernelSandbox:
         self.python = python
         self.root = root
         self.requested = isolation_mode
-        self.limits = isolation.kernel_limits(memory_mb)
+        self.memory_mb = memory_mb
         self.network = network
         self.mode: isolation.Mode | None = None
+        self.session_id: str | None = None
         self.workdir: Path | None = None
         self.uid: int | None = None
+        self._folder: int | None = None  # the session folder, opened before the kernel runs
         self._km: _KernelManager | None = None
         self._kc: Any = None
         self._log: Any = None
 
     @property
     def info(self) -> dict[str, Any]:
-        return {
-            "backend": "local",
-            "isolation": self.mode,
-            "uid": self.uid,
-            "network": self.network,
-        }
+        info: dict[str, Any] = {"backend": "local", "session": self.session_id}
+        if self.mode is not None:
+            gaps = isolation.NOT_CONTAINED[self.mode]
+            if self.mode == "rlimits" and self.uid is None:
+                gaps = gaps + isolation.NO_UID
+            info |= {
+                "isolation": self.mode,
+                "uid": self.uid,
+                "network": self.network or self.mode == "rlimits",
+                "not_contained": gaps,
+            }
+        return info
 
     async def start(self) -> None:
         self.mode = isolation.choose(self.requested)
         self.workdir = new_session_folder(self.root, "session-")
-        if self.mode == "bwrap":
-            self.uid = isolation.claim_uid()
+        self.session_id = self.workdir.name
+        hold(self.session_id, self._teardown)  # close() releases it, whatever start() reached
+        self._folder = os.open(self.workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.uid = isolation.claim_uid()
+        argv = [str(self.python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
         if self.uid is not None:
             os.chown(self.workdir, self.uid, self.uid)
-        argv = [str(self.python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+            venv = self.python.parent.parent
+            if self.mode == "rlimits" and not all(
+                isolation.others_can_run(p) for p in (self.python, venv / "pyvenv.cfg")
+            ):
+                raise RuntimeError(
+                    f"the session's uid cannot run the kernel's interpreter {self.python} (a "
+                    f"folder above it is private): rebuild the kernel venv where other users "
+                    f"can read it (setting {settings.PREFIX}_KERNEL_VENV)"
+                )
+            argv = isolation.drop_to(self.uid) + argv
         if self.mode == "bwrap":
-            argv = isolation.bwrap_prefix(self.python, self.workdir, self.uid, self.network) + argv
+            argv = isolation.bwrap_prefix(self.python, self.workdir, self.network) + argv
         spec = KernelSpec(
             argv=argv,
             display_name="sandbox",
@@ -120,10 +142,12 @@ class LocalKernelSandbox:
         self._km.connection_file = str(self.workdir / ".kernel.json")
         self._km.ip = str(self.workdir / ".ipc")  # socket paths must stay under 107 characters
         self._log = open(self.workdir / ".kernel.log", "ab")  # noqa: ASYNC230, SIM115 - kept open
+        shared = self.uid is None and self.mode == "rlimits"
+        limits = isolation.kernel_limits(self.memory_mb, shares_server_uid=shared)
         await self._km.start_kernel(
             cwd=str(self.workdir),
             env=self._kernel_env(),
-            preexec_fn=isolation.apply_limits(self.limits),
+            preexec_fn=isolation.apply_limits(limits),
             independent=self.mode == "bwrap",  # the pid namespace ends it with the server
             stdout=self._log,
             stderr=self._log,
@@ -150,6 +174,8 @@ class LocalKernelSandbox:
     async def _restart(self) -> None:
         assert self._km is not None
         self._kc.stop_channels()
+        if self.uid is not None:
+            isolation.kill_uid(self.uid)  # nothing of the old kernel outlives it
         await self._km.restart_kernel(now=True)
         await self._connect()
 
@@ -203,58 +229,96 @@ class LocalKernelSandbox:
                     result.notice = f"Interrupted after {time_limit:g}s; the kernel kept its state."
                 return result
 
-    def path(self, relative: str) -> Path:
-        """A path inside the session folder, or ValueError (no escape by .. or symlinks)."""
-        assert self.workdir is not None
-        target = (self.workdir / relative).resolve()
-        if not target.is_relative_to(self.workdir.resolve()):
+    def _open(self, relative: str, flags: int, *, make_folders: bool = False) -> int:
+        """``relative`` opened inside the session folder without following a symlink at any
+        component: the kernel may swap a folder for a link to a host folder at any moment, so
+        the path is walked once, folder by folder, never checked first and opened again."""
+        assert self._folder is not None, "start() first"
+        path = PurePosixPath(relative)
+        if path.is_absolute() or ".." in path.parts or not path.parts:
             raise ValueError(f"{relative!r} is outside the session folder")
-        return target
+        *folders, name = path.parts
+        at = os.dup(self._folder)
+        try:
+            for folder in folders:
+                if make_folders:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(folder, 0o755, dir_fd=at)
+                inner = _open_at(at, folder, os.O_RDONLY | os.O_DIRECTORY)
+                os.close(at)
+                at = inner
+                if make_folders and self.uid is not None:
+                    os.fchown(at, self.uid, self.uid)
+            fd = _open_at(at, name, flags)
+        finally:
+            os.close(at)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ValueError(f"{relative!r} is not a regular file")
+        return fd
 
     async def write_file(self, relative: str, data: bytes) -> None:
-        target = self.path(relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        if self.uid is not None:
-            for path in (target, *target.parents):
-                if path == self.workdir:
-                    break
-                os.chown(path, self.uid, self.uid)
+        fd = self._open(relative, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, make_folders=True)
+        with os.fdopen(fd, "wb") as file:
+            if self.uid is not None:
+                os.fchown(fd, self.uid, self.uid)
+            file.write(data)
 
     async def read_file(self, relative: str) -> bytes:
-        return self.path(relative).read_bytes()
+        with os.fdopen(self._open(relative, os.O_RDONLY), "rb") as file:
+            return file.read()
 
     async def close(self) -> None:
         """Stop the kernel and everything it started, delete the folder. Idempotent."""
-        if self._kc is not None:
-            self._kc.stop_channels()
-            self._kc = None
-        if self._km is not None:
-            km, self._km = self._km, None
+        self._teardown()  # synchronous: a cancelled close() must not leave a live kernel
+
+    def _teardown(self) -> None:
+        """Kill the kernel's process group (and, with a session uid, every process of that
+        uid), close its ZMQ sockets and context, delete the folder. Needs no event loop: it
+        also runs for sessions abandoned unclosed, at the end of a test run or at exit."""
+        if self.session_id is not None:
+            release(self.session_id)
+        kc, self._kc = self._kc, None
+        km, self._km = self._km, None
+        if kc is not None:
             with contextlib.suppress(Exception):
-                await km.shutdown_kernel(now=True)
-        self._kill_leftovers()
+                kc.stop_channels()
+        if km is not None:
+            process = getattr(km.provisioner, "process", None)
+            if process is not None:
+                with contextlib.suppress(OSError):
+                    os.killpg(process.pid, signal.SIGKILL)  # its own group: start_new_session
+                with contextlib.suppress(Exception):
+                    process.wait(timeout=5)
+            with contextlib.suppress(Exception):
+                km.context.destroy(linger=0)
         if self.uid is not None:
             isolation.release_uid(self.uid)
             self.uid = None
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._folder is not None:
+            os.close(self._folder)
+            self._folder = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
 
-    def _kill_leftovers(self) -> None:
-        """Processes of the session's uid that escaped the process group (setsid, nohup)."""
-        if self.uid is None:
-            return
-        for status in Path("/proc").glob("[0-9]*/status"):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                uid_line = next(
-                    line for line in status.read_text().splitlines() if line[:4] == "Uid:"
-                )
-                if int(uid_line.split()[1]) == self.uid:
-                    os.kill(int(status.parent.name), signal.SIGKILL)
+
+def _open_at(folder: int, name: str, flags: int) -> int:
+    """``os.open`` of ``name`` in ``folder`` that refuses a symlink with a readable error."""
+    flags |= os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO must not block the server
+    try:
+        return os.open(name, flags, 0o644, dir_fd=folder)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            with contextlib.suppress(OSError):
+                if stat.S_ISLNK(os.lstat(name, dir_fd=folder).st_mode):
+                    raise ValueError(
+                        f"{name!r} is a symbolic link, and the file tools follow no links"
+                    ) from None
+        raise
 
 
 def describe(result: CellResult, limit: int) -> str:

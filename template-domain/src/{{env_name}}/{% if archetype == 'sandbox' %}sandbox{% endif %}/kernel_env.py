@@ -6,19 +6,37 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+from functools import cache
 from pathlib import Path
 
+from .isolation import others_can_run
 from .settings import KERNEL_PACKAGES, KERNEL_VENV
 
 REQUIREMENTS = ["ipykernel>=6.29", "matplotlib-inline", *KERNEL_PACKAGES]
 
 
+@cache
+def base_python() -> str:
+    """The interpreter the kernel venv is built on: the server's own, unless the server runs
+    as root and a session uid could not run it (pyenv and uv keep theirs in root's private
+    home), then the system's python3."""
+    own = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    stdlib = Path(os.__file__).parent
+    if os.geteuid() != 0 or (others_can_run(Path(own)) and others_can_run(stdlib / "os.py")):
+        return own
+    for system in ("/usr/local/bin/python3", "/usr/bin/python3"):
+        if others_can_run(Path(system)):
+            return os.path.realpath(system)
+    return own  # rlimits sessions then refuse to start, saying why
+
+
 def _stamp() -> str:
-    return hashlib.sha256(json.dumps([sys.version, REQUIREMENTS]).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([base_python(), REQUIREMENTS]).encode()).hexdigest()[:16]
 
 
 def kernel_python(venv: Path = KERNEL_VENV) -> Path:
@@ -27,7 +45,7 @@ def kernel_python(venv: Path = KERNEL_VENV) -> Path:
     ready = venv / ".ready"
     if ready.exists() and ready.read_text() == _stamp():
         return python
-    venv.parent.mkdir(parents=True, exist_ok=True)
+    venv.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     with open(venv.parent / f".{venv.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; the others wait and reuse
         if ready.exists() and ready.read_text() == _stamp():
@@ -43,7 +61,7 @@ def _build(venv: Path) -> None:
     )
     started = time.monotonic()
     shutil.rmtree(venv, ignore_errors=True)
-    base = getattr(sys, "_base_executable", sys.executable)
+    base = base_python()
     uv = shutil.which("uv")
     if uv:
         subprocess.run([uv, "venv", "--quiet", "--python", base, str(venv)], check=True)
