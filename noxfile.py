@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import nox
@@ -255,8 +256,14 @@ def generated(session: nox.Session, archetype: str, target: str) -> None:
         frameworks=FRAMEWORKS,
     )
     session.chdir(dst)
-    nox_cmd = ["nox", "--reuse-venv", "yes", "-s", target]
-    run(session, *nox_cmd, *session.posargs, limit=GENERATED_LIMIT)
+    with tempfile.TemporaryDirectory() as tmp:  # not session.create_tmp(): it moves TMPDIR
+        report = Path(tmp) / "report.json"
+        nox_cmd = ["nox", "--reuse-venv", "yes", "--report", str(report), "-s", target]
+        run(session, *nox_cmd, *session.posargs, limit=GENERATED_LIMIT)
+        results = json.loads(report.read_text())["sessions"]
+    # A generated session skipped for missing system packages shows here as skipped too.
+    if skipped := [f"{r['name']}: {r['reason']}" for r in results if r["result"] == "skipped"]:
+        session.skip("; ".join(skipped))
 
 
 @nox.session
