@@ -170,6 +170,23 @@ async def interleaved_sessions(driver: Driver) -> None:
         await second.close()
 
 
+async def turn_limit(driver: Driver) -> None:
+    """Every call counts towards ``max_steps``, refused ones too: the call that reaches it
+    ends the episode, and the server refuses the next one."""
+    pair = _Pair("turn limit")
+    await pair.open(driver, "test", 4)
+    refused = [*SPEC.illegal_calls] or [*SPEC.bad_calls]
+    limit = SPEC.episode.max_steps
+    try:
+        for n in range(1, limit + 1):
+            outcome = await pair.call(*refused[n % len(refused)])
+            assert outcome.done == (n == limit), f"{pair.label}: call {n} of {limit}: {outcome}"
+        after = await pair.session.call(*refused[0])  # adapters may word this refusal
+        assert after.error and not after.reward, f"{pair.label}: after the limit: {after}"
+    finally:
+        await pair.close()
+
+
 async def close_twice(driver: Driver) -> None:
     """Closing is idempotent, also straight after a step."""
     pair = _Pair("close twice")
@@ -181,7 +198,14 @@ async def close_twice(driver: Driver) -> None:
 
 SCENARIOS: dict[str, Callable[[Driver], Awaitable[None]]] = {
     fn.__name__: fn
-    for fn in (solve_with_oracle, illegal_move, bad_arguments, interleaved_sessions, close_twice)
+    for fn in (
+        solve_with_oracle,
+        illegal_move,
+        bad_arguments,
+        interleaved_sessions,
+        turn_limit,
+        close_twice,
+    )
 }
 
 

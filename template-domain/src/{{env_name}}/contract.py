@@ -244,6 +244,7 @@ async def play(spec: EnvSpec, task: Task, mixed_in: Sequence[tuple[str, Any]]) -
         return {
             "bad": found,
             "done": episode.done,
+            "truncated": episode.over and not episode.done,
             "steps": steps,
             "total": total,
             "score": episode.score,
@@ -261,12 +262,13 @@ async def check_episodes(
         floor_tasks = sample if spec.episode.holds_resources else len(tasks.get("test", ()))
     plays = [(split, task) for split, ts in tasks.items() for task in ts[:sample]]
     plays += [("test", t) for t in tasks.get("test", ())[sample:floor_tasks]]
-    mixed = [*spec.bad_calls, *spec.illegal_calls]
+    mixed_in = [spec.bad_calls, spec.illegal_calls]  # before the oracle on the first tasks
     scores: list[float] = []
     for n, (split, task) in enumerate(plays):
         where = f"task {task.id!r}"
+        mixed = mixed_in[n] if n < len(mixed_in) else ()
         try:
-            result = await play(spec, task, mixed if n == 0 else ())
+            result = await play(spec, task, mixed)
         except Exception as exc:  # a crash is a contract problem
             report.problem(where, f"the episode raised {exc!r}", "return errors as ToolError")
             continue
@@ -276,7 +278,14 @@ async def check_episodes(
                 call,
                 "raise ToolError for it in _apply() (the base class makes it an error result)",
             )
-        if not result["done"]:
+        if result["truncated"]:
+            report.problem(
+                where,
+                f"the turn limit ended the episode: {len(mixed)} refused call(s) and "
+                f"{result['steps']} oracle call(s) reached max_steps = {spec.episode.max_steps}",
+                "raise max_steps: every tool call counts towards it, refused ones included",
+            )
+        elif not result["done"]:
             report.problem(
                 where,
                 f"the oracle stopped after {result['steps']} steps with the episode still open",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -180,6 +180,8 @@ class Episode(ABC):
     def __init__(self, task: Task) -> None:
         self.task = task
         self.closed = False
+        self.calls = 0
+        """Tool calls that reached this episode, refused ones included (``max_steps`` caps it)."""
 
     @abstractmethod
     async def reset(self) -> Observation:
@@ -198,17 +200,38 @@ class Episode(ABC):
     def score(self) -> float:
         """Episode score so far; equals the sum of the per-step rewards."""
 
+    @property
+    def over(self) -> bool:
+        """True once the domain ended the episode or it used its ``max_steps`` tool calls."""
+        return self.done or self.calls >= self.max_steps
+
     async def step(self, name: str, arguments: Mapping[str, Any] | str | None) -> StepResult:
-        """Run one tool call. Bad input gives an error result and leaves the state unchanged."""
+        """Run one tool call. Bad input gives an error result and leaves the state unchanged,
+        except that every call counts towards the turn limit: after ``max_steps`` calls, valid
+        or not, the episode is over (the call that reaches it says so)."""
+        if self.closed or self.over:
+            refusal = (
+                "This session is closed."
+                if self.closed
+                else "The episode is over; no further tool calls are accepted."
+            )
+            return StepResult(text=f"Error: {refusal}", done=self.over, error=True)
+        self.calls += 1
         try:
-            if self.closed:
-                raise ToolError("This session is closed.")
-            if self.done:
-                raise ToolError("The episode is over; no further tool calls are accepted.")
             spec = find_tool(self.tools, name)
-            return await self._apply(spec.name, spec.parse(arguments))
+            result = await self._apply(spec.name, spec.parse(arguments))
         except ToolError as exc:
-            return StepResult(text=f"Error: {exc}", done=self.done, error=True)
+            result = StepResult(text=f"Error: {exc}", done=self.done, error=True)
+        if self.calls == self.max_steps and not result.done:
+            ending, reward = await self._out_of_calls()
+            text = f"{result.text}\nThat was the last of {self.max_steps} tool calls. {ending}"
+            result = replace(result, text=text, reward=result.reward + reward, done=True)
+        return result
+
+    async def _out_of_calls(self) -> tuple[str, float]:
+        """The episode used its ``max_steps`` calls before the domain ended it: a sentence
+        saying how it ended and the reward of that end (override to grade the final state)."""
+        return "The episode is over.", 0.0
 
     async def close(self) -> None:
         """Release everything the episode holds. Safe to call more than once."""

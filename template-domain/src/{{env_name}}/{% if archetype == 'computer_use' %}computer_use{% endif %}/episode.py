@@ -37,13 +37,12 @@ class DesktopEpisode(Episode):
     def __init__(self, task: Task) -> None:
         super().__init__(task)
         self.desktop: Desktop | None = None
-        self.steps = 0
         self.ended = False
         self.result = 0.0
 
     async def reset(self) -> Observation:
         await self._release()
-        self.steps, self.ended, self.result = 0, False, 0.0
+        self.ended, self.result = False, 0.0
         desktop = make_desktop(self.task.secret["layout"])  # refuses an unknown backend
         LIMIT.admit()  # refuses beyond MAX_SESSIONS; _release() gives the slot back
         self.desktop = desktop
@@ -57,7 +56,7 @@ class DesktopEpisode(Episode):
 
     @property
     def info(self) -> dict[str, object]:
-        return {**self.desktop.info, "steps": self.steps} if self.desktop else {}
+        return {**self.desktop.info, "calls": self.calls} if self.desktop else {}
 
     @property
     def done(self) -> bool:
@@ -74,7 +73,6 @@ class DesktopEpisode(Episode):
         if desktop is None:
             raise ToolError("The desktop session has ended.")
         if args.action == "terminate":
-            self.steps += 1
             return StepResult(*await self._end(f"You ended the episode ({args.status})."), True)
         try:
             if args.action != "screenshot":
@@ -82,12 +80,10 @@ class DesktopEpisode(Episode):
             screen = await desktop.screenshot()
         except DesktopError as exc:
             raise ToolError(f"The action failed: {exc}.") from None
-        self.steps += 1  # only actions that went through count towards MAX_STEPS
-        text, reward, last = args.describe(), 0.0, self.steps >= settings.MAX_STEPS
-        if last:
-            last_call = f"That was the last of {settings.MAX_STEPS} actions."
-            text, reward = await self._end(f"{text}\n{last_call}")
-        return StepResult(text, reward, last, images=(screen,), info=self.info)
+        return StepResult(args.describe(), images=(screen,), info=self.info)
+
+    async def _out_of_calls(self) -> tuple[str, float]:
+        return await self._end("")
 
     async def _end(self, text: str) -> tuple[str, float]:
         """End the episode and grade it from the app's state: the final text and reward."""
@@ -95,7 +91,7 @@ class DesktopEpisode(Episode):
         self.ended = True
         self.result = grade(self.task, await self.desktop.state())
         verdict = "solved" if self.result == 1.0 else "not solved"
-        return f"{text} The episode is over: the task is {verdict}.", self.result
+        return f"{text} The episode is over: the task is {verdict}.".lstrip(), self.result
 
     async def _release(self) -> None:
         if self.desktop is not None:

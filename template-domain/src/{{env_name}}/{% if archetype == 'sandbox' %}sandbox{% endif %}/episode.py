@@ -77,13 +77,12 @@ class SandboxEpisode(Episode):
     def __init__(self, task: Task) -> None:
         super().__init__(task)
         self.sandbox: CodeSandbox | None = None
-        self.steps = 0
         self.submitted: str | None = None
         self.result = 0.0
 
     async def reset(self) -> Observation:
         await self._release()
-        self.steps, self.submitted, self.result = 0, None, 0.0
+        self.submitted, self.result = None, 0.0
         sandbox = await make_sandbox()
         POOL.admit(sandbox)  # refuses beyond MAX_SESSIONS before anything starts
         self.sandbox = sandbox
@@ -103,7 +102,7 @@ class SandboxEpisode(Episode):
 
     @property
     def done(self) -> bool:
-        return self.submitted is not None or self.steps >= settings.MAX_STEPS
+        return self.submitted is not None
 
     @property
     def score(self) -> float:
@@ -114,7 +113,6 @@ class SandboxEpisode(Episode):
         if sandbox is None or not POOL.touch(sandbox):
             raise ToolError("The sandbox session has ended (closed or idle too long).")
         if isinstance(args, SubmitArgs):
-            self.steps += 1
             self.submitted = args.answer
             self.result = grade(self.task, args.answer)
             verdict = "correct" if self.result == 1.0 else "not correct"
@@ -136,11 +134,8 @@ class SandboxEpisode(Episode):
             text = f"Wrote {len(args.content)} characters to {args.path}."
         else:
             text = await self._read(sandbox, args.path)  # type: ignore[attr-defined]
-        self.steps += 1  # only calls that did something count towards MAX_STEPS
         POOL.touch(sandbox)  # a long cell is not idleness
-        if self.done:
-            text += f"\nThat was the last of {settings.MAX_STEPS} tool calls; the episode is over."
-        return StepResult(text, 0.0, self.done, images=images, info=self.info)
+        return StepResult(text, 0.0, False, images=images, info=self.info)
 
     async def _read(self, sandbox: CodeSandbox, path: str) -> str:
         try:
