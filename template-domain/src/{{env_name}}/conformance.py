@@ -12,6 +12,7 @@ the domain is: the scenarios read only ``SPEC`` (its oracle, bad and illegal cal
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -221,20 +222,51 @@ class Transcript:
     done: bool
 
 
+async def _play_oracle(first: str, call: Callable[..., Awaitable[Any]]) -> list[Any]:
+    """Play ``SPEC.oracle`` from the first observation through ``call``: every result."""
+    observations, results = [first], []
+    for _ in range(SPEC.episode.max_steps):
+        if (action := SPEC.oracle(observations)) is None:
+            break
+        result = await call(*action)
+        observations.append(result.text)
+        results.append(result)
+    return results
+
+
 async def oracle_transcript(split: str, index: int) -> Transcript:
     """Play ``SPEC.oracle`` on task ``index`` of ``split`` with no framework in between."""
     episode = new_episode(get_task(split, index))
     try:
-        observations, rewards, images = [(await episode.reset()).text], [], []
-        for _ in range(SPEC.episode.max_steps):
-            if (action := SPEC.oracle(observations)) is None:
-                break
-            result = await episode.step(*action)
-            observations.append(result.text)
-            rewards.append(result.reward)
-            images.append(len(result.images))
+        first = (await episode.reset()).text
+        results: list[StepResult] = await _play_oracle(first, episode.step)
         return Transcript(
-            tuple(observations), tuple(rewards), tuple(images), episode.score, episode.done
+            (first, *(r.text for r in results)),
+            tuple(r.reward for r in results),
+            tuple(len(r.images) for r in results),
+            episode.score,
+            episode.done,
         )
     finally:
         await episode.close()
+
+
+async def concurrent_group(driver: Driver, size: int = 8, split: str = "test") -> None:
+    """A GRPO group: ``size`` sessions on one task at once, as trainers open them (one client
+    per generation), each played by the oracle; none is refused and each scores as the bare
+    domain does."""
+    expected = await oracle_transcript(split, 0)
+
+    async def play() -> tuple[float, ...]:
+        first, session = await driver.open(split, 0)
+        try:
+            return tuple(outcome.reward for outcome in await _play_oracle(first, session.call))
+        finally:
+            await session.close()
+
+    played = await asyncio.gather(*(play() for _ in range(size)), return_exceptions=True)
+    failed = [result for result in played if isinstance(result, BaseException)]
+    assert not failed, f"{len(failed)} of {size} concurrent sessions failed: {failed[0]!r}"
+    assert all(rewards == expected.rewards for rewards in played), (
+        f"per-step rewards {played} != the domain's {expected.rewards}"
+    )
