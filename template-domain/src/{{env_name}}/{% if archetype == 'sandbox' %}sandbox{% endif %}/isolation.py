@@ -14,6 +14,7 @@ This file only uses the standard library: the guard runs it as a script.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import resource
 import shutil
@@ -174,7 +175,24 @@ def others_can_run(path: Path) -> bool:
 
 
 CLAIMS = Path("/tmp/rl-envs-uid-claims")  # machine-wide, whatever a process's TMPDIR says
-"""One file per uid in use on this machine, holding the pid of the server that uses it."""
+"""One file per uid in use on this machine, locked (flock) by the server that uses it. A lock,
+not a pid, says the claim is alive: pids differ between PID namespaces, locks do not, and a
+lock ends with its holder however it dies."""
+_claims: dict[int, int] = {}  # uid -> the locked claim file's descriptor, in this process
+
+
+def _lock_claim(uid: int) -> int | None:
+    """The claim file of ``uid``, created if needed and locked, or None if someone holds it."""
+    path = CLAIMS / str(uid)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_ino == os.stat(path).st_ino:  # still the file at that path
+            return fd
+    except OSError:  # held by a live server, or unlinked since we opened it
+        pass
+    os.close(fd)
+    return None
 
 
 def claim_uid() -> int | None:
@@ -186,21 +204,11 @@ def claim_uid() -> int | None:
     CLAIMS.mkdir(mode=0o755, exist_ok=True)
     busy = {uid for _, uid, _ in _tasks()}
     for uid in range(UID_BASE + 1, UID_BASE + (1 << 16)):
-        if uid in busy:
+        if uid in busy or uid in _claims or (fd := _lock_claim(uid)) is None:
             continue
-        claim = CLAIMS / str(uid)
-        try:
-            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                os.kill(int(claim.read_text() or "0"), 0)  # is the claiming server alive?
-            except (ProcessLookupError, ValueError, FileNotFoundError):
-                claim.unlink(missing_ok=True)  # its server is gone: free it for the next caller
-            except PermissionError:
-                pass
-            continue
-        with os.fdopen(fd, "w") as file:
-            file.write(str(os.getpid()))
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())  # for people reading the folder
+        _claims[uid] = fd
         _guard().watch(uid)
         return uid
     raise RuntimeError("no free sandbox uid")
@@ -210,7 +218,9 @@ def release_uid(uid: int) -> None:
     """Kill whatever still runs as ``uid`` (``setsid`` or ``nohup`` children), then free it."""
     kill_uid(uid)
     _guard().unwatch(uid)
-    (CLAIMS / str(uid)).unlink(missing_ok=True)
+    if (fd := _claims.pop(uid, None)) is not None:
+        (CLAIMS / str(uid)).unlink(missing_ok=True)  # while still locked: nobody holds it
+        os.close(fd)
 
 
 def _tasks() -> Iterator[tuple[int, int, str]]:
@@ -280,9 +290,11 @@ def _guard_main() -> None:
     uids: set[int] = set()
     for line in sys.stdin:
         (uids.add if line[0] == "+" else uids.discard)(int(line[1:]))
-    for uid in uids:
-        kill_uid(uid)
-        (CLAIMS / str(uid)).unlink(missing_ok=True)
+    for uid in uids:  # the server's locks ended with it: take each claim, clean, free it
+        if (fd := _lock_claim(uid)) is not None:
+            kill_uid(uid)
+            (CLAIMS / str(uid)).unlink(missing_ok=True)
+            os.close(fd)
 
 
 if __name__ == "__main__":
