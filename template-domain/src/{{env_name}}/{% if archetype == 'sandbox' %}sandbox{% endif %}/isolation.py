@@ -187,12 +187,25 @@ def _lock_claim(uid: int) -> int | None:
     fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if os.fstat(fd).st_ino == os.stat(path).st_ino:  # still the file at that path
+        if os.fstat(fd).st_ino == os.stat(path).st_ino and not _pid_claim(path):
             return fd
     except OSError:  # held by a live server, or unlinked since we opened it
         pass
     os.close(fd)
     return None
+
+
+def _pid_claim(path: Path) -> bool:
+    """Whether ``path`` is a claim by a live server of an earlier version, which named its
+    pid in the file instead of locking it."""
+    try:
+        pid = int(path.read_text() or "0")
+        if pid <= 0 or pid == os.getpid():
+            return False
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (ValueError, OSError):  # not a pid, or no such process
+        return False
+    return "\nState:\tZ" not in status  # a zombie is gone
 
 
 def claim_uid() -> int | None:
