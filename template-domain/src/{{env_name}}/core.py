@@ -8,6 +8,7 @@ declares its capabilities, and the ``EnvSpec`` that declares a whole domain once
 
 from __future__ import annotations
 
+import asyncio
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -84,10 +85,14 @@ class ToolSpec:
                 raise ToolError(
                     f"Arguments for {self.name!r} are not valid JSON: {exc.msg}."
                 ) from None
+            except RecursionError:
+                raise ToolError(f"Arguments for {self.name!r} are nested too deeply.") from None
         if not isinstance(arguments, Mapping):
             raise ToolError(f"Arguments for {self.name!r} must be a JSON object.")
         try:
             return self.args.model_validate(dict(arguments))
+        except RecursionError:
+            raise ToolError(f"Arguments for {self.name!r} are nested too deeply.") from None
         except ValidationError as exc:
             raise ToolError(
                 f"Invalid arguments for {self.name!r}: {describe_errors(exc)}."
@@ -180,6 +185,8 @@ class Episode(ABC):
     def __init__(self, task: Task) -> None:
         self.task = task
         self.closed = False
+        self._turn = asyncio.Lock()
+        """Held by the call being applied: calls on one episode run one at a time."""
 
     @abstractmethod
     async def reset(self) -> Observation:
@@ -199,7 +206,12 @@ class Episode(ABC):
         """Episode score so far; equals the sum of the per-step rewards."""
 
     async def step(self, name: str, arguments: Mapping[str, Any] | str | None) -> StepResult:
-        """Run one tool call. Bad input gives an error result and leaves the state unchanged."""
+        """Run one tool call. Bad input gives an error result and leaves the state unchanged.
+        Concurrent calls are applied one after another, in the order they arrive."""
+        async with self._turn:
+            return await self._step(name, arguments)
+
+    async def _step(self, name: str, arguments: Mapping[str, Any] | str | None) -> StepResult:
         try:
             if self.closed:
                 raise ToolError("This session is closed.")
