@@ -14,14 +14,14 @@ import json
 import math
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import SPEC, get_task, new_episode
 from .conformance import oracle_transcript
 from .contract import secret_values, shows
-from .core import ToolError, ToolSpec, find_tool
+from .core import ToolError, ToolSpec
 
 BIG = 2**20 + 1
 """Characters in the oversized strings: just over 1 MiB."""
@@ -278,7 +278,9 @@ class Tally:
         return self.summary()
 
 
-async def fuzz_episode(label: str, open_session: Opener, split: str = "test", index: int = 0) -> Tally:
+async def fuzz_episode(
+    label: str, open_session: Opener, split: str = "test", index: int = 0
+) -> Tally:
     """One oracle step, then the whole corpus and the session's own garbage, then the rest of the
     oracle's game, which must match ``oracle_transcript`` step for step; calls after the end and
     after closing must be refused too."""

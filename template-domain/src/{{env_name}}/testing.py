@@ -127,7 +127,9 @@ def session_count() -> tuple[int, int]:
 
 
 async def churn(
-    server_pid: int, root: Path, open_session: Callable[[int], Awaitable[Any]],
+    server_pid: int,
+    root: Path,
+    open_session: Callable[[int], Awaitable[Any]],
     close_session: Callable[[Any], Awaitable[None]],
 ) -> Churn:
     """Open and close ``session_count()`` sessions, one after another, on task ``i`` of the test
@@ -156,11 +158,11 @@ async def churn(
     )
 
 
-async def settle(probe: Callable[[], set[int]], timeout: float = 10.0) -> set[int]:
-    """``probe()`` until it is empty or ``timeout`` seconds pass: processes take a moment to
+async def settle(probe: Callable[[], set[int]], within: float = 10.0) -> set[int]:
+    """``probe()`` until it is empty or ``within`` seconds pass: processes take a moment to
     exit after a close or a kill."""
-    deadline = time.monotonic() + timeout
-    while (left := probe()) and time.monotonic() < deadline:
+    deadline = time.monotonic() + within
+    while (left := probe()) and time.monotonic() < deadline:  # noqa: ASYNC110 - polls /proc
         await asyncio.sleep(0.1)
     return left
 
