@@ -8,11 +8,13 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,18 @@ def descendants(pid: int) -> set[int]:
         todo += (new := [c for c in children.get(todo.pop(), []) if c not in found])
         found.update(new)
     return found
+
+
+@contextmanager
+def scratch_session_root(name: str) -> Iterator[Path]:
+    """A fresh session root for the servers of a test module, removed after: short (kernel
+    sockets live in it) and, like the default root, open to the sessions' own uids."""
+    path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def session_folders(root: Path) -> list[Path]:
