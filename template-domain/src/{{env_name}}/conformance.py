@@ -172,12 +172,15 @@ async def interleaved_sessions(driver: Driver) -> None:
 
 
 async def turn_limit(driver: Driver) -> None:
-    """Every call counts towards ``max_steps``, refused ones too: the call that reaches it
-    ends the episode, and the server refuses the next one."""
+    """Illegal moves count towards ``max_steps`` like any well-formed call: the call that
+    reaches it ends the episode, and the server refuses the next one. (A domain that declares
+    no illegal call has nothing to play here.)"""
+    refused = [*SPEC.illegal_calls]
+    limit = SPEC.episode.max_steps
+    if not refused:
+        return
     pair = _Pair("turn limit")
     await pair.open(driver, "test", 4)
-    refused = [*SPEC.illegal_calls] or [*SPEC.bad_calls]
-    limit = SPEC.episode.max_steps
     try:
         for n in range(1, limit + 1):
             outcome = await pair.call(*refused[n % len(refused)])

@@ -283,7 +283,7 @@ async def check_episodes(
                 where,
                 f"the turn limit ended the episode: {len(mixed)} refused call(s) and "
                 f"{result['steps']} oracle call(s) reached max_steps = {spec.episode.max_steps}",
-                "raise max_steps: every tool call counts towards it, refused ones included",
+                "raise max_steps: every well-formed call counts, illegal moves included",
             )
         elif not result["done"]:
             report.problem(

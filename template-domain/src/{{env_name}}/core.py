@@ -8,6 +8,7 @@ declares its capabilities, and the ``EnvSpec`` that declares a whole domain once
 
 from __future__ import annotations
 
+import asyncio
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -84,10 +85,14 @@ class ToolSpec:
                 raise ToolError(
                     f"Arguments for {self.name!r} are not valid JSON: {exc.msg}."
                 ) from None
+            except RecursionError:
+                raise ToolError(f"Arguments for {self.name!r} are nested too deeply.") from None
         if not isinstance(arguments, Mapping):
             raise ToolError(f"Arguments for {self.name!r} must be a JSON object.")
         try:
             return self.args.model_validate(dict(arguments))
+        except RecursionError:
+            raise ToolError(f"Arguments for {self.name!r} are nested too deeply.") from None
         except ValidationError as exc:
             raise ToolError(
                 f"Invalid arguments for {self.name!r}: {describe_errors(exc)}."
@@ -171,7 +176,7 @@ class Episode(ABC):
 
     tools: ClassVar[tuple[ToolSpec, ...]]
     max_steps: ClassVar[int]
-    """Most tool calls an episode can take; servers set their turn limits from it."""
+    """Most well-formed tool calls an episode can take; servers set their turn limits from it."""
     returns_images: ClassVar[bool] = False
     """True when observations or tool results can carry PNG images."""
     holds_resources: ClassVar[bool] = False
@@ -181,7 +186,9 @@ class Episode(ABC):
         self.task = task
         self.closed = False
         self.calls = 0
-        """Tool calls that reached this episode, refused ones included (``max_steps`` caps it)."""
+        """Well-formed tool calls taken, illegal moves included (``max_steps`` caps them)."""
+        self._turn = asyncio.Lock()
+        """Held by the call being applied: calls on one episode run one at a time."""
 
     @abstractmethod
     async def reset(self) -> Observation:
@@ -206,9 +213,14 @@ class Episode(ABC):
         return self.done or self.calls >= self.max_steps
 
     async def step(self, name: str, arguments: Mapping[str, Any] | str | None) -> StepResult:
-        """Run one tool call. Bad input gives an error result and leaves the state unchanged,
-        except that every call counts towards the turn limit: after ``max_steps`` calls, valid
-        or not, the episode is over (the call that reaches it says so)."""
+        """Run one tool call. Bad input gives an error result and leaves the state unchanged.
+        Every well-formed call counts towards the turn limit, illegal moves included: after
+        ``max_steps`` of them the episode is over (the call that reaches it says so); malformed
+        calls count for nothing. Concurrent calls are applied one after another, in order."""
+        async with self._turn:
+            return await self._step(name, arguments)
+
+    async def _step(self, name: str, arguments: Mapping[str, Any] | str | None) -> StepResult:
         if self.closed or self.over:
             refusal = (
                 "This session is closed."
@@ -216,10 +228,14 @@ class Episode(ABC):
                 else "The episode is over; no further tool calls are accepted."
             )
             return StepResult(text=f"Error: {refusal}", done=self.over, error=True)
-        self.calls += 1
         try:
             spec = find_tool(self.tools, name)
-            result = await self._apply(spec.name, spec.parse(arguments))
+            args = spec.parse(arguments)
+        except ToolError as exc:  # malformed: nothing changes, not even the count of calls
+            return StepResult(text=f"Error: {exc}", done=self.done, error=True)
+        self.calls += 1
+        try:
+            result = await self._apply(spec.name, args)
         except ToolError as exc:
             result = StepResult(text=f"Error: {exc}", done=self.done, error=True)
         if self.calls == self.max_steps and not result.done:

@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import SPEC, SPLITS, get_task
 
@@ -126,9 +126,25 @@ def free_port() -> int:
 def local_server(script: Path, health: str = "/health", timeout: float = 180.0) -> Iterator[str]:
     """Start ``python <script> --host 127.0.0.1 --port <free port>``; yield its URL once
     ``health`` answers; always stop it."""
+    with server_process(script, health, timeout) as (url, _):
+        yield url
+
+
+@contextmanager
+def server_process(
+    script: Path,
+    health: str = "/health",
+    timeout: float = 180.0,
+    log: IO[bytes] | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``local_server``, yielding the process too; ``log`` takes its output, ``env`` adds
+    variables to its environment."""
     port = free_port()
     cmd = [sys.executable, str(script), "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(cmd, cwd=script.parent)
+    server = subprocess.Popen(
+        cmd, cwd=script.parent, stdout=log, stderr=log, env={**os.environ, **(env or {})}
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -142,7 +158,7 @@ def local_server(script: Path, health: str = "/health", timeout: float = 180.0) 
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{script.name} did not answer on {url}") from None
                 time.sleep(0.2)
-        yield url
+        yield url, server
     finally:
         server.terminate()
         try:

@@ -455,13 +455,17 @@ class BrowserDesktop:
 
     async def close(self) -> None:
         """Stop the browser and its helpers; remove the session folder. Idempotent."""
+        await asyncio.to_thread(self.teardown)
+
+    def teardown(self) -> None:
+        """``close()`` without an event loop (for sessions abandoned unclosed)."""
         pipe, self._pipe = self._pipe, None
         browser, self.browser = self.browser, None
         if pipe is not None:
             pipe.close()
-        await asyncio.to_thread(stop, browser)
+        stop(browser)
         if pipe is not None:
-            await asyncio.to_thread(pipe.join, 5)
+            pipe.join(5)
         if self.folder is not None:
             folder, self.folder = self.folder, None
             shutil.rmtree(folder, ignore_errors=True)

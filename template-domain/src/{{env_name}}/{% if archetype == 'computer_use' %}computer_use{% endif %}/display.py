@@ -211,13 +211,20 @@ class X11Desktop:
 
     async def close(self) -> None:
         """Stop the app and the display; remove the session folder. Idempotent."""
+        if self._grabber is not None:  # on the thread that opened it
+            grabber, self._grabber = self._grabber, None
+            grabber.close()
+        await asyncio.to_thread(self.teardown)
+
+    def teardown(self) -> None:
+        """``close()`` without an event loop (for sessions abandoned unclosed)."""
         if self._grabber is not None:
             grabber, self._grabber = self._grabber, None
             grabber.close()
         app, self.app = self.app, None
         xvfb, self.xvfb = self.xvfb, None
-        await asyncio.to_thread(stop, app)
-        await asyncio.to_thread(stop, xvfb)
+        stop(app)
+        stop(xvfb)
         if self.display and xvfb is not None:
             number, self.display = self.display[1:], ""
             remove_x_leftovers(number, xvfb.pid)

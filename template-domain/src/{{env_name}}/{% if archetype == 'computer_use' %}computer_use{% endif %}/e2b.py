@@ -110,6 +110,10 @@ class E2BDesktop:
 
     async def close(self) -> None:
         """Kill the sandbox (idempotent); E2B also ends it at its own timeout."""
+        await asyncio.to_thread(self.teardown)
+
+    def teardown(self) -> None:
+        """``close()`` without an event loop (for sessions abandoned unclosed)."""
         if self._sandbox is not None:
             sandbox, self._sandbox = self._sandbox, None
-            await asyncio.to_thread(sandbox.kill)
+            sandbox.kill()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from ..core import Episode, Observation, StepResult, Task, ToolError, ToolSpec
+from ..sessions import hold, release
 from . import settings
 from .actions import ComputerArgs
 from .backends import Desktop, make_desktop
@@ -39,6 +40,7 @@ class DesktopEpisode(Episode):
         self.desktop: Desktop | None = None
         self.ended = False
         self.result = 0.0
+        self.session_id = f"desktop-{task.id}-{id(self):x}"
 
     async def reset(self) -> Observation:
         await self._release()
@@ -46,6 +48,7 @@ class DesktopEpisode(Episode):
         desktop = make_desktop(self.task.secret["layout"])  # refuses an unknown backend
         LIMIT.admit()  # refuses beyond MAX_SESSIONS; _release() gives the slot back
         self.desktop = desktop
+        hold(self.session_id, desktop.teardown)  # close() releases it, whatever start() reached
         try:
             await self.desktop.start()
             screen = await self.desktop.screenshot()
@@ -97,7 +100,10 @@ class DesktopEpisode(Episode):
         if self.desktop is not None:
             desktop, self.desktop = self.desktop, None
             LIMIT.release()
-            await desktop.close()
+            try:
+                await desktop.close()
+            finally:
+                release(self.session_id)
 
     async def close(self) -> None:
         await self._release()
