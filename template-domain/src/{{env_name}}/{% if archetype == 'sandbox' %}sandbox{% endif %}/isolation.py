@@ -299,12 +299,21 @@ class Guard:
 _guard = cache(Guard)
 
 
+def _wait_for_claim(uid: int, within: float = 10.0) -> int | None:
+    """``_lock_claim``, retried while the dead server's exit lets go of its lock: the pipe
+    can reach end of file before the kernel has released the claim file's lock."""
+    deadline = time.monotonic() + within
+    while (fd := _lock_claim(uid)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return fd
+
+
 def _guard_main() -> None:
     uids: set[int] = set()
     for line in sys.stdin:
         (uids.add if line[0] == "+" else uids.discard)(int(line[1:]))
-    for uid in uids:  # the server's locks ended with it: take each claim, clean, free it
-        if (fd := _lock_claim(uid)) is not None:
+    for uid in uids:  # the server's locks end with it: take each claim, clean, free it
+        if (fd := _wait_for_claim(uid)) is not None:
             kill_uid(uid)
             (CLAIMS / str(uid)).unlink(missing_ok=True)
             os.close(fd)
