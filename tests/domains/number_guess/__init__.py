@@ -68,7 +68,7 @@ def png(low: int, high: int) -> bytes:
 
 class GuessEpisode(Episode):
     tools = TOOLS
-    max_steps = MAX_GUESSES + 5  # every call counts: room for rejected ones
+    max_steps = MAX_GUESSES + 5  # room for rejected guesses (each counts towards it)
     returns_images = True
 
     def __init__(self, task: Task) -> None:
