@@ -371,6 +371,7 @@ RELEASES = {
     "v0.2.0": "630bf4c076125ffa1e79f7407d47bc9df20b0956",
     "v0.3.0": "5a2838e7b0bf4f641d39afc79db13e5bad6420ea",
     "v0.4.0": "1edf461a6bad7f41d6d13ce0f3868a3ce819c1fc",
+    "v0.5.0": "f6b1dca3ab5ad858d67f52443eeacd0d3024a267",
 }
 
 
