@@ -374,3 +374,46 @@ async def concurrent_calls(
     finally:
         await session.close()
         await reference.close()
+
+
+async def expired_session(
+    label: str, open_session: Opener, idle: float, split: str = "test", index: int = 0
+) -> Tally:
+    """A session left idle past the server's idle limit (``idle`` seconds, a little more than
+    the limit): one oracle step, silence, then a new session (some servers reap only when the
+    next one starts). The expired session's good and bad calls must be refused readably, and
+    the new session must play exactly as the oracle's transcript says."""
+    expected = await oracle_transcript(split, index)
+    tally = Tally(label, list(secret_values(dict(get_task(split, index).secret))))
+    opened, stale = await open_session(split, index)
+    try:
+        move = SPEC.oracle([opened])
+        assert move is not None, "the oracle makes no first move"
+        step = await stale.call(*move)
+        assert not step.error, f"the first oracle call was refused: {step.text!r}"
+        await asyncio.sleep(idle)
+        first, fresh = await open_session(split, index)
+        try:
+            following = SPEC.oracle([opened, step.text]) or move
+            await tally.send("good call on an expired session", lambda: stale.call(*following))
+            await tally.send("bad call on an expired session", lambda: stale.call(move[0], []))
+            observations, rewards = [first], []
+            for _ in range(SPEC.episode.max_steps):
+                if (action := SPEC.oracle(observations)) is None:
+                    break
+                reply = await fresh.call(*action)
+                observations.append(reply.text)
+                rewards.append(reply.reward)
+                if reply.done:
+                    break
+            if (tuple(observations), tuple(rewards)) != (expected.observations, expected.rewards):
+                tally.state_changes += 1
+                tally.problems.append(
+                    f"a session opened after the expiry got rewards {rewards}; "
+                    f"the oracle's transcript says {list(expected.rewards)}"
+                )
+        finally:
+            await fresh.close()
+    finally:
+        await stale.close()
+    return tally
