@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -137,11 +137,12 @@ def server_process(
     timeout: float = 180.0,
     log: IO[bytes] | None = None,
     env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``local_server``, yielding the process too; ``log`` takes its output, ``env`` adds
-    variables to its environment."""
+    variables to its environment, ``args`` follow the address on its command line."""
     port = free_port()
-    cmd = [sys.executable, str(script), "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, str(script), "--host", "127.0.0.1", "--port", str(port), *args]
     server = subprocess.Popen(
         cmd, cwd=script.parent, stdout=log, stderr=log, env={**os.environ, **(env or {})}
     )
