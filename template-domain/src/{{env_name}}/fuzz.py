@@ -1,6 +1,9 @@
 """Bad input generated from the tools' JSON schemas, and the checks every adapter's fuzz test
 applies to what its real server answers. Framework-free: each adapter suite wraps one session of
-its server in a ``FuzzSession`` and calls ``fuzz_episode`` and ``concurrent_calls``.
+its server in a ``FuzzSession`` and calls ``fuzz_episode`` and ``concurrent_calls``, and
+``expired_session`` against a server started with a short idle limit where the framework lets
+one be set (ORS's reaper closes sessions idle for 900 s, a fixed value; what it closes then
+answers as a deleted session does, which ``fuzz_episode`` covers).
 
 Every bad request must be refused (a 4xx or an error result) with a message that names the
 problem, carries no stack trace and no secret of the task; the server must then answer good
