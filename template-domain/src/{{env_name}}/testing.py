@@ -254,9 +254,11 @@ def local_router_config(text: str, bind: str, servers: Mapping[str, str]) -> str
 
 
 @contextmanager
-def routed(folder: Path, health: str = "/health", replicas: int = 2) -> Iterator[Routed]:
-    """``replicas`` of ``folder``'s serve.py (``REPLICA_ID`` replica1, ...) on free 127.0.0.1
-    ports behind ``haproxy`` running ``folder``/deploy/haproxy.cfg with those addresses; yield
+def routed(
+    folder: Path, health: str = "/health", replicas: int = 2, env: dict[str, str] | None = None
+) -> Iterator[Routed]:
+    """``replicas`` of ``folder``'s serve.py (``REPLICA_ID`` replica1, ..., and ``env``) on free
+    127.0.0.1 ports behind ``haproxy`` running ``folder``/deploy/haproxy.cfg with those addresses; yield
     once the router has reached each replica. Skips without haproxy unless REQUIRE_HAPROXY=1."""
     haproxy = shutil.which("haproxy")
     if haproxy is None:
@@ -268,14 +270,14 @@ def routed(folder: Path, health: str = "/health", replicas: int = 2) -> Iterator
         processes, addresses = {}, {}
         for n in range(1, replicas + 1):
             name = f"replica{n}"
-            started = server_process(folder / "serve.py", health, env={"REPLICA_ID": name})
+            started = server_process(folder / "serve.py", health, env={**(env or {}), "REPLICA_ID": name})
             url, processes[name] = stack.enter_context(started)
             addresses[name] = url.removeprefix("http://")
         bind = f"127.0.0.1:{free_port()}"
         config = Path(tmp) / "haproxy.cfg"
         text = (folder / "deploy" / "haproxy.cfg").read_text()
         config.write_text(local_router_config(text, bind, addresses))
-        router = subprocess.Popen([haproxy, "-W", "-db", "-f", str(config)])
+        router = subprocess.Popen([haproxy, "-W", "-db", "-q", "-f", str(config)])
         try:
             wait_for_replicas(f"http://{bind}", health, set(processes), router)
             yield Routed(f"http://{bind}", processes)
@@ -378,7 +380,9 @@ async def check_routed(
     """Every episode whose replica lived finished with the bare domain's score, each of its calls
     answered by that replica; every episode on ``killed`` failed. Returns a one-line account."""
     expected = {i: (await oracle_transcript("test", i)).score for i in {p.index for p, _ in results}}
-    owners = {p.replicas[0] if p.replicas else "" for p, _ in results}
+    unrouted = [e for p, e in results if not p.replicas]
+    assert not unrouted, f"{len(unrouted)} episodes reached no replica, e.g. {unrouted[0]!r}"
+    owners = {p.replicas[0] for p, _ in results}
     assert owners == replicas, f"the episodes reached {sorted(owners)}, not each of {replicas}"
     failed = [(p, e) for p, e in results if p.replicas[0] == killed]
     for played, error in results:
@@ -397,5 +401,7 @@ async def check_routed(
         f"{len(results) - len(failed)} finished with the domain's score, 0 misrouted"
     )
     if killed:
-        line += f"; {len(failed)} on the killed {killed} failed, first with {failed[0][1]!r}"
+        error = failed[0][1]
+        message = str(getattr(error, "message", "") or error).splitlines()[0][:160]
+        line += f"; {len(failed)} on the killed {killed} failed, e.g. {type(error).__name__}: {message}"
     return line
