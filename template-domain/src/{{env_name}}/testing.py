@@ -258,8 +258,9 @@ def routed(
     folder: Path, health: str = "/health", replicas: int = 2, env: dict[str, str] | None = None
 ) -> Iterator[Routed]:
     """``replicas`` of ``folder``'s serve.py (``REPLICA_ID`` replica1, ..., and ``env``) on free
-    127.0.0.1 ports behind ``haproxy`` running ``folder``/deploy/haproxy.cfg with those addresses; yield
-    once the router has reached each replica. Skips without haproxy unless REQUIRE_HAPROXY=1."""
+    127.0.0.1 ports behind ``haproxy`` running ``folder``/deploy/haproxy.cfg with those
+    addresses; yield once the router has reached each replica. Skips without haproxy unless
+    REQUIRE_HAPROXY=1."""
     haproxy = shutil.which("haproxy")
     if haproxy is None:
         reason = "haproxy is not installed (sudo apt-get install -y haproxy)"
@@ -270,7 +271,8 @@ def routed(
         processes, addresses = {}, {}
         for n in range(1, replicas + 1):
             name = f"replica{n}"
-            started = server_process(folder / "serve.py", health, env={**(env or {}), "REPLICA_ID": name})
+            variables = {**(env or {}), "REPLICA_ID": name}
+            started = server_process(folder / "serve.py", health, env=variables)
             url, processes[name] = stack.enter_context(started)
             addresses[name] = url.removeprefix("http://")
         bind = f"127.0.0.1:{free_port()}"
@@ -330,9 +332,9 @@ tool call."""
 
 
 async def play_routed(
-    play: Play, count: int, kill: Callable[[], None] | None = None, timeout: float = 120
+    play: Play, count: int, kill: Callable[[], None] | None = None, within: float = 120
 ) -> list[tuple[Played, Exception | None]]:
-    """``count`` concurrent episodes on the test tasks (wrapping), each bounded by ``timeout``
+    """``count`` concurrent episodes on the test tasks (wrapping), each bounded by ``within``
     seconds; with ``kill``, call it once every episode has made its first tool call."""
     tasks = len(load_tasks("test"))
     waiting, arrived, go = count, asyncio.Event(), asyncio.Event()
@@ -355,15 +357,15 @@ async def play_routed(
 
         error = None
         try:
-            await asyncio.wait_for(play(played, checkpoint), timeout)
-        except Exception as exc:  # noqa: BLE001 - the caller checks which failed and why
+            await asyncio.wait_for(play(played, checkpoint), within)
+        except Exception as exc:  # the caller checks which failed and why
             error = exc
         if not reached:
             arrive()
         return played, error
 
     async def release() -> None:
-        await asyncio.wait_for(arrived.wait(), timeout)
+        await asyncio.wait_for(arrived.wait(), within)
         if kill is not None:
             kill()
         go.set()
@@ -379,7 +381,8 @@ async def check_routed(
 ) -> str:
     """Every episode whose replica lived finished with the bare domain's score, each of its calls
     answered by that replica; every episode on ``killed`` failed. Returns a one-line account."""
-    expected = {i: (await oracle_transcript("test", i)).score for i in {p.index for p, _ in results}}
+    indices = {played.index for played, _ in results}
+    expected = {i: (await oracle_transcript("test", i)).score for i in indices}
     unrouted = [e for p, e in results if not p.replicas]
     assert not unrouted, f"{len(unrouted)} episodes reached no replica, e.g. {unrouted[0]!r}"
     owners = {p.replicas[0] for p, _ in results}
@@ -403,5 +406,6 @@ async def check_routed(
     if killed:
         error = failed[0][1]
         message = str(getattr(error, "message", "") or error).splitlines()[0][:160]
-        line += f"; {len(failed)} on the killed {killed} failed, e.g. {type(error).__name__}: {message}"
+        line += f"; {len(failed)} on the killed {killed} failed, e.g. "
+        line += f"{type(error).__name__}: {message}"
     return line
