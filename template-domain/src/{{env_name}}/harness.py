@@ -26,6 +26,31 @@ from . import SPEC, SPLITS, get_task
 CallTool = Callable[[str, str], Awaitable[tuple[str, float, bool]]]
 """One tool call: (name, JSON arguments) -> (text the model reads, reward, episode over)."""
 
+REPLICA_HEADER = "X-Replica"
+"""The response header that names the server replica which answered (see ``ReplicaHeader``)."""
+
+
+class ReplicaHeader:
+    """ASGI middleware: every HTTP response and WebSocket handshake carries ``X-Replica``, the
+    replica's name (``REPLICA_ID``, else the host name: a pod's or container's own), so a router's
+    affinity can be checked from the client side."""
+
+    def __init__(self, app: Any, replica: str | None = None) -> None:
+        self.app = app
+        self.header = (REPLICA_HEADER.lower().encode(), replica_id(replica).encode())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def send_named(message: dict[str, Any]) -> None:
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, send_named if scope["type"] != "lifespan" else send)
+
+
+def replica_id(replica: str | None = None) -> str:
+    return replica or os.environ.get("REPLICA_ID") or socket.gethostname()
+
 
 def rollout_parser(
     doc: str, env_url: str | None = None, max_turns: bool = True

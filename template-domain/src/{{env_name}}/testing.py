@@ -8,14 +8,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ import pytest
 
 from . import ENV_NAME, SPEC, load_tasks
 from .conformance import oracle_transcript
-from .harness import local_server
+from .harness import REPLICA_HEADER, free_port, local_server, server_process
 from .scripted_model import serve
 
 
@@ -220,3 +223,189 @@ async def killed_server_leaves_nothing(
         f"SIGKILL with 2 sessions open: {len(held)} processes died with the server, "
         f"{len(folders)} folders swept by the next one"
     )
+
+
+@dataclass
+class Routed:
+    """Replicas of a folder's server behind the real HAProxy."""
+
+    url: str
+    """The router's."""
+    replicas: dict[str, subprocess.Popen[bytes]]
+    """Each replica's process, by its ``REPLICA_ID``."""
+
+
+def local_router_config(text: str, bind: str, servers: Mapping[str, str]) -> str:
+    """A deploy/haproxy.cfg with its ``bind`` address and its DNS-discovered replicas (the
+    ``server-template`` line) replaced by ``bind`` and one ``server`` line per replica."""
+    lines, found = [], set()
+    for line in text.splitlines():
+        indent, words = line[: len(line) - len(line.lstrip())], line.split()
+        if words and words[0] == "bind":
+            lines.append(f"{indent}bind {bind}")
+        elif words and words[0] == "server-template":
+            lines += [f"{indent}server {name} {address}" for name, address in servers.items()]
+        else:
+            lines.append(line)
+        found.update(words[:1])
+    missing = {"bind", "server-template"} - found
+    assert not missing, f"the router config has no {' or '.join(sorted(missing))} line"
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def routed(
+    folder: Path, health: str = "/health", replicas: int = 2, env: dict[str, str] | None = None
+) -> Iterator[Routed]:
+    """``replicas`` of ``folder``'s serve.py (``REPLICA_ID`` replica1, ..., and ``env``) on free
+    127.0.0.1 ports behind ``haproxy`` running ``folder``/deploy/haproxy.cfg with those
+    addresses; yield once the router has reached each replica. Skips without haproxy unless
+    REQUIRE_HAPROXY=1."""
+    haproxy = shutil.which("haproxy")
+    if haproxy is None:
+        reason = "haproxy is not installed (sudo apt-get install -y haproxy)"
+        if os.environ.get("REQUIRE_HAPROXY") == "1":
+            pytest.fail(f"{reason}; REQUIRE_HAPROXY=1")
+        pytest.skip(reason)
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        processes, addresses = {}, {}
+        for n in range(1, replicas + 1):
+            name = f"replica{n}"
+            variables = {**(env or {}), "REPLICA_ID": name}
+            started = server_process(folder / "serve.py", health, env=variables)
+            url, processes[name] = stack.enter_context(started)
+            addresses[name] = url.removeprefix("http://")
+        bind = f"127.0.0.1:{free_port()}"
+        config = Path(tmp) / "haproxy.cfg"
+        text = (folder / "deploy" / "haproxy.cfg").read_text()
+        config.write_text(local_router_config(text, bind, addresses))
+        router = subprocess.Popen([haproxy, "-W", "-db", "-q", "-f", str(config)])
+        try:
+            wait_for_replicas(f"http://{bind}", health, set(processes), router)
+            yield Routed(f"http://{bind}", processes)
+        finally:
+            router.terminate()
+            router.wait(timeout=10)
+
+
+def wait_for_replicas(
+    url: str, health: str, names: set[str], router: subprocess.Popen[bytes], within: float = 30
+) -> None:
+    """Ask ``url`` + ``health`` until each of ``names`` has answered (the router balances
+    requests without a session key)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + within
+    while seen != names:
+        if router.poll() is not None:
+            raise RuntimeError(f"haproxy exited with code {router.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the router at {url} reached only {sorted(seen)} of {names}")
+        try:
+            with urllib.request.urlopen(url + health, timeout=2) as reply:
+                seen.add(reply.headers.get(REPLICA_HEADER, ""))
+        except OSError:
+            time.sleep(0.2)
+
+
+def routed_episodes_count() -> int:
+    """Concurrent episodes a router test plays: fewer when each holds processes."""
+    return 16 if SPEC.episode.holds_resources else 200
+
+
+@dataclass
+class Played:
+    """One episode through a router: the replica of each call, and the score once it ended."""
+
+    index: int
+    replicas: list[str] = field(default_factory=list)
+    score: float | None = None
+
+
+PLAYED: ContextVar[Played] = ContextVar("PLAYED")
+"""The episode the current task plays (a client's hook can record replicas into it)."""
+
+
+Play = Callable[[Played, Callable[[], Awaitable[None]]], Awaitable[None]]
+"""Play the oracle on test task ``played.index`` through the router, recording each call's
+replica into ``played`` and the score at the end; await the second argument after the first
+tool call."""
+
+
+async def play_routed(
+    play: Play, count: int, kill: Callable[[], None] | None = None, within: float = 120
+) -> list[tuple[Played, Exception | None]]:
+    """``count`` concurrent episodes on the test tasks (wrapping), each bounded by ``within``
+    seconds; with ``kill``, call it once every episode has made its first tool call."""
+    tasks = len(load_tasks("test"))
+    waiting, arrived, go = count, asyncio.Event(), asyncio.Event()
+
+    def arrive() -> None:
+        nonlocal waiting
+        waiting -= 1
+        if not waiting:
+            arrived.set()
+
+    async def one(index: int) -> tuple[Played, Exception | None]:
+        played, reached = Played(index % tasks), False
+        PLAYED.set(played)
+
+        async def checkpoint() -> None:
+            nonlocal reached
+            reached = True
+            arrive()
+            await go.wait()
+
+        error = None
+        try:
+            await asyncio.wait_for(play(played, checkpoint), within)
+        except Exception as exc:  # the caller checks which failed and why
+            error = exc
+        if not reached:
+            arrive()
+        return played, error
+
+    async def release() -> None:
+        await asyncio.wait_for(arrived.wait(), within)
+        if kill is not None:
+            kill()
+        go.set()
+
+    releaser = asyncio.create_task(release())
+    results = await asyncio.gather(*(one(i) for i in range(count)))
+    await releaser
+    return results
+
+
+async def check_routed(
+    results: list[tuple[Played, Exception | None]], replicas: set[str], killed: str | None = None
+) -> str:
+    """Every episode whose replica lived finished with the bare domain's score, each of its calls
+    answered by that replica; every episode on ``killed`` failed. Returns a one-line account."""
+    indices = {played.index for played, _ in results}
+    expected = {i: (await oracle_transcript("test", i)).score for i in indices}
+    unrouted = [e for p, e in results if not p.replicas]
+    assert not unrouted, f"{len(unrouted)} episodes reached no replica, e.g. {unrouted[0]!r}"
+    owners = {p.replicas[0] for p, _ in results}
+    assert owners == replicas, f"the episodes reached {sorted(owners)}, not each of {replicas}"
+    failed = [(p, e) for p, e in results if p.replicas[0] == killed]
+    for played, error in results:
+        owner = played.replicas[0]
+        if owner == killed:
+            assert error is not None, f"episode {played.index} on the killed {owner} finished"
+            continue
+        assert error is None, f"episode {played.index} on {owner} failed: {error!r}"
+        stray = [replica for replica in played.replicas if replica != owner]
+        assert not stray, f"episode {played.index} began on {owner}, then reached {stray}"
+        assert played.score == expected[played.index], (
+            f"episode {played.index} scored {played.score}, the domain {expected[played.index]}"
+        )
+    line = (
+        f"{len(results)} episodes over {sorted(replicas)}: "
+        f"{len(results) - len(failed)} finished with the domain's score, 0 misrouted"
+    )
+    if killed:
+        error = failed[0][1]
+        message = str(getattr(error, "message", "") or error).splitlines()[0][:160]
+        line += f"; {len(failed)} on the killed {killed} failed, e.g. "
+        line += f"{type(error).__name__}: {message}"
+    return line
