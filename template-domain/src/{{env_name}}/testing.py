@@ -164,7 +164,7 @@ async def churn(
             seen_folders = max(seen_folders, len(session_folders(root)))
         await close_session(session)
         if i == 0:  # what the first session starts for the server's lifetime is no leak
-            baseline |= await steady(lambda: descendants(server_pid) - baseline)
+            baseline = await steady(lambda: descendants(server_pid)) | baseline
     left = await settle(lambda: descendants(server_pid) - baseline)
     return Churn(
         total,
