@@ -225,7 +225,7 @@ class Transcript:
     done: bool
 
 
-async def _play_oracle(first: str, call: Callable[..., Awaitable[Any]]) -> list[Any]:
+async def play_oracle(first: str, call: Callable[..., Awaitable[Any]]) -> list[Any]:
     """Play ``SPEC.oracle`` from the first observation through ``call``: every result."""
     observations, results = [first], []
     for _ in range(SPEC.episode.max_steps):
@@ -242,7 +242,7 @@ async def oracle_transcript(split: str, index: int) -> Transcript:
     episode = new_episode(get_task(split, index))
     try:
         first = (await episode.reset()).text
-        results: list[StepResult] = await _play_oracle(first, episode.step)
+        results: list[StepResult] = await play_oracle(first, episode.step)
         return Transcript(
             (first, *(r.text for r in results)),
             tuple(r.reward for r in results),
@@ -263,7 +263,7 @@ async def concurrent_group(driver: Driver, size: int = 8, split: str = "test") -
     async def play() -> tuple[float, ...]:
         first, session = await driver.open(split, 0)
         try:
-            return tuple(outcome.reward for outcome in await _play_oracle(first, session.call))
+            return tuple(outcome.reward for outcome in await play_oracle(first, session.call))
         finally:
             await session.close()
 

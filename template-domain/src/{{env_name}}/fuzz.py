@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import SPEC, get_task, new_episode
-from .conformance import oracle_transcript
+from .conformance import oracle_transcript, play_oracle
 from .contract import secret_values, shows
 from .core import ToolError, ToolSpec
 
@@ -400,16 +400,10 @@ async def expired_session(
             following = SPEC.oracle([opened, step.text]) or move
             await tally.send("good call on an expired session", lambda: stale.call(*following))
             await tally.send("bad call on an expired session", lambda: stale.call(move[0], []))
-            observations, rewards = [first], []
-            for _ in range(SPEC.episode.max_steps):
-                if (action := SPEC.oracle(observations)) is None:
-                    break
-                reply = await fresh.call(*action)
-                observations.append(reply.text)
-                rewards.append(reply.reward)
-                if reply.done:
-                    break
-            if (tuple(observations), tuple(rewards)) != (expected.observations, expected.rewards):
+            replies = await play_oracle(first, fresh.call)
+            observations = (first, *(r.text for r in replies))
+            rewards = [r.reward for r in replies]
+            if (observations, tuple(rewards)) != (expected.observations, expected.rewards):
                 tally.state_changes += 1
                 tally.problems.append(
                     f"a session opened after the expiry got rewards {rewards}; "
