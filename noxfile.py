@@ -372,7 +372,7 @@ RELEASES = {
     "v0.3.0": "5a2838e7b0bf4f641d39afc79db13e5bad6420ea",
     "v0.4.0": "1edf461a6bad7f41d6d13ce0f3868a3ce819c1fc",
     "v0.5.0": "f6b1dca3ab5ad858d67f52443eeacd0d3024a267",
-    "v0.6.0": "afd34e98a0f0b954102f9b0251bec5bdee588bf2",
+    "v0.6.0": "1ff9594810af0032a3d3fc9c5ba8b5ed27e91948",
 }
 
 
