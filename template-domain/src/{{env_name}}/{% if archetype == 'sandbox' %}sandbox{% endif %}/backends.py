@@ -8,6 +8,7 @@ import os
 import time
 from typing import Any, Protocol
 
+from ..sessions import WarmPool
 from . import settings
 from .kernel import CellResult, LocalKernelSandbox
 from .kernel_env import kernel_python
@@ -65,11 +66,13 @@ class E2BSandbox:
 
 
 class Pool:
-    """Bounds live sandboxes per process and closes the ones left idle too long."""
+    """Bounds live sandboxes per process (warm ones included), closes the ones left idle too
+    long, and keeps ``warm`` local kernels started ahead of demand."""
 
-    def __init__(self, limit: int, idle_ttl: float) -> None:
+    def __init__(self, limit: int, idle_ttl: float, warm: int = 0) -> None:
         self.limit, self.idle_ttl = limit, idle_ttl
         self.live: dict[int, tuple[CodeSandbox, float]] = {}
+        self.warm = WarmPool(warm, _started_local, lambda: self.limit - len(self.live))
         # A timer, not a long-lived task: a loop that ends while it waits does not complain.
         self._timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
         self._closing: set[asyncio.Task[None]] = set()
@@ -80,6 +83,7 @@ class Pool:
                 f"the server already runs {self.limit} sandbox sessions; close one or retry later"
             )
         self.live[id(sandbox)] = (sandbox, float("inf"))  # not idle while it starts: touch() after
+        self.warm.fill()  # replaces the member this session may have taken
         loop = asyncio.get_running_loop()
         if self._timer is None or self._timer[0] is not loop or self._timer[1].when() < loop.time():
             self._check_soon()
@@ -110,20 +114,35 @@ class Pool:
             self._check_soon()
 
 
-POOL = Pool(settings.MAX_SESSIONS, settings.IDLE_TTL)
+async def _local() -> LocalKernelSandbox:
+    return LocalKernelSandbox(
+        await asyncio.to_thread(kernel_python),  # builds the kernel venv on first use
+        root=settings.SESSION_ROOT,
+        isolation_mode=settings.ISOLATION,
+        memory_mb=settings.MEMORY_MB,
+        network=settings.NETWORK,
+    )
+
+
+async def _started_local() -> LocalKernelSandbox:
+    sandbox = await _local()
+    await sandbox.start()
+    return sandbox
+
+
+POOL = Pool(
+    settings.MAX_SESSIONS,
+    settings.IDLE_TTL,
+    warm=settings.POOL_SIZE if settings.BACKEND == "local" else 0,  # e2b: started remotely
+)
 
 
 async def make_sandbox(backend: str | None = None) -> CodeSandbox:
-    """The configured backend (``<PACKAGE>_SANDBOX_BACKEND``: local or e2b), not started."""
+    """The configured backend (``<PACKAGE>_SANDBOX_BACKEND``: local or e2b), not started, or a
+    local kernel already started from the warm pool (``start()`` then returns at once)."""
     name = backend or settings.BACKEND
     if name == "local":
-        return LocalKernelSandbox(
-            await asyncio.to_thread(kernel_python),  # builds the kernel venv on first use
-            root=settings.SESSION_ROOT,
-            isolation_mode=settings.ISOLATION,
-            memory_mb=settings.MEMORY_MB,
-            network=settings.NETWORK,
-        )
+        return await POOL.warm.take() or await _local()
     if name == "e2b":
         return E2BSandbox()
     raise ValueError(f"unknown sandbox backend {name!r}; expected 'local' or 'e2b'")

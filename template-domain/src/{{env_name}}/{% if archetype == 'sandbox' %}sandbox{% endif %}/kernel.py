@@ -110,6 +110,8 @@ class LocalKernelSandbox:
         return info
 
     async def start(self) -> None:
+        if self.session_id is not None:
+            return  # started already (a warm pool's member)
         self.mode = isolation.choose(self.requested)
         self.workdir = new_session_folder(self.root, "session-")
         self.session_id = self.workdir.name
