@@ -496,6 +496,9 @@ def table(result: dict[str, Any]) -> str:
         "|---|---|",
         f"| cold session start, p50 / max of {sb['sessions_held']} "
         f"| {sb['cold_start_p50_s']:.2f} / {sb['cold_start_max_s']:.2f} s |",
+        f"| session start from a warm pool ({sb['warm_pool']} kernels, refilled before each "
+        f"session), p50 / max of {sb['sessions_held']} "
+        f"| {sb['warm_start_p50_ms']:.1f} / {sb['warm_start_max_ms']:.1f} ms |",
         f"| execute round trip (`x = 1`), p50 / p99 "
         f"| {sb['execute_p50_ms']:.1f} / {sb['execute_p99_ms']:.1f} ms |",
         f"| memory per idle session (PSS) | {sb['pss_per_session_mib'] or float('nan'):.0f} MiB |",
