@@ -5,6 +5,8 @@
 It fills the screen, draws the widgets at the layout's pixel boxes, and rewrites STATE.json
 atomically (temporary file + rename) after every event that matters, so the grader reads
 what really happened on screen. It writes ``{"ready": true}`` once the window is mapped.
+Started before LAYOUT.json exists (a warm pool's desktop), it connects to the display, writes
+``{"waiting": true}`` and draws the task once LAYOUT.json appears.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import tkinter as tk
 from pathlib import Path
 from typing import Any
@@ -173,11 +176,18 @@ class TaskApp:
 
 def main() -> None:
     layout_path, state_path = (Path(p) for p in sys.argv[1:3])
-    layout = json.loads(layout_path.read_text())
     root = tk.Tk(className="TaskApp")
+    root.withdraw()  # unmapped until it has a task
+    if not layout_path.exists():  # started ahead of its task (a warm pool): say so, then wait
+        state_path.with_suffix(".tmp").write_text(json.dumps({"ready": False, "waiting": True}))
+        os.replace(state_path.with_suffix(".tmp"), state_path)
+        while not layout_path.exists():
+            time.sleep(0.005)
+    layout = json.loads(layout_path.read_text())
     root.overrideredirect(True)  # no window manager: the window is the whole screen
     root.geometry(f"{root.winfo_screenwidth()}x{root.winfo_screenheight()}+0+0")
     TaskApp(root, layout, state_path)
+    root.deiconify()
     root.mainloop()
 
 

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Coroutine
 from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
@@ -250,8 +251,8 @@ class Pipe:
 class BrowserDesktop:
     """One headless Chromium showing the task page drawn from ``layout``."""
 
-    def __init__(self, layout: dict[str, Any]) -> None:
-        self.layout = layout
+    def __init__(self, layout: dict[str, Any] | None = None) -> None:
+        self.layout = layout  # a warm pool's desktop gets its task's layout when taken
         self.width, self.height = settings.WIDTH, settings.HEIGHT
         self.folder: Path | None = None
         self.browser: subprocess.Popen[bytes] | None = None
@@ -264,13 +265,23 @@ class BrowserDesktop:
         pid = self.browser.pid if self.browser else None
         return {"backend": "browser", "pid": pid, "screen": [self.width, self.height]}
 
-    async def start(self) -> None:
+    async def warm_up(self) -> None:
+        """Start Chromium on a blank page of the screen's size: what a warm pool keeps, so
+        that ``start()`` only loads its task's page."""
         binary = find_chromium()
         self.folder = new_session_folder(settings.SESSION_ROOT, "desk-")
-        page = self.folder / "task.html"
-        page.write_text(render_page(self.layout))
+        await self._bounded(self._open(binary))
+
+    async def start(self) -> None:
+        assert self.layout is not None, "a desktop starts with its task's layout"
+        if self.folder is None:
+            await self.warm_up()
+        await self._bounded(self._show(self.layout))
+
+    async def _bounded(self, step: Coroutine[Any, Any, None]) -> None:
+        """``step`` within START_TIMEOUT; on any failure close everything, saying why."""
         try:
-            await asyncio.wait_for(self._start(binary, page), settings.START_TIMEOUT)
+            await asyncio.wait_for(step, settings.START_TIMEOUT)
         except BaseException as exc:
             log = self._log_tail()
             await self.close()
@@ -280,7 +291,7 @@ class BrowserDesktop:
                 raise DesktopError(f"{exc}{log}") from None
             raise
 
-    async def _start(self, binary: str, page: Path) -> None:
+    async def _open(self, binary: str) -> None:
         self._pipe = pipe = await spawn(partial(self._spawn_browser, binary))
         target = (await pipe.call("Target.createTarget", url="about:blank"))["targetId"]
         attached = await pipe.call("Target.attachToTarget", targetId=target, flatten=True)
@@ -293,6 +304,11 @@ class BrowserDesktop:
             mobile=False,
         )
         await self._call("Emulation.setFocusEmulationEnabled", enabled=True)
+
+    async def _show(self, layout: dict[str, Any]) -> None:
+        assert self.folder is not None
+        page = self.folder / "task.html"
+        page.write_text(render_page(layout))
         if error := (await self._call("Page.navigate", url=page.as_uri())).get("errorText"):
             raise DesktopError(f"the task page did not load: {error}")
         while not (await self.state()).get("ready"):  # noqa: ASYNC110 - polls the page

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,8 @@ def stop(process: subprocess.Popen[bytes] | None, grace: float = 3.0) -> None:
 class X11Desktop:
     """One Xvfb display running the task app drawn from ``layout``."""
 
-    def __init__(self, layout: dict[str, Any]) -> None:
-        self.layout = layout
+    def __init__(self, layout: dict[str, Any] | None = None) -> None:
+        self.layout = layout  # a warm pool's desktop gets its task's layout when taken
         self.width, self.height = settings.WIDTH, settings.HEIGHT
         self.folder: Path | None = None
         self.display = ""
@@ -103,16 +104,41 @@ class X11Desktop:
         assert self.folder is not None
         return self.folder / "state.json"
 
+    async def warm_up(self) -> None:
+        """Start the display and the task app, which waits for a layout: what a warm pool
+        keeps, so that ``start()`` only hands it its task."""
+        self._prepare()
+        await self._bounded(self._start_display())
+        await self._bounded(self._until("waiting"))
+
     async def start(self) -> None:
+        assert self.layout is not None, "a desktop starts with its task's layout"
+        if self.folder is None:  # cold: the app finds its layout when it starts
+            self._prepare()
+            self._write_layout()
+            await self._bounded(self._start_display())
+        else:
+            self._write_layout()
+        await self._bounded(self._until("ready"))
+        self._grabber = mss.MSS(display=self.display)
+
+    def _prepare(self) -> None:
         if missing := missing_tools():
             raise DesktopError(
                 f"{' and '.join(missing)} not found: install them "
                 "(Debian/Ubuntu: sudo apt-get install xvfb xdotool)"
             )
         self.folder = new_session_folder(settings.SESSION_ROOT, "desk-")
-        (self.folder / "layout.json").write_text(json.dumps(self.layout))
+
+    def _write_layout(self) -> None:
+        assert self.folder is not None
+        (self.folder / "layout.tmp").write_text(json.dumps(self.layout))
+        os.replace(self.folder / "layout.tmp", self.folder / "layout.json")  # read whole
+
+    async def _bounded(self, step: Coroutine[Any, Any, None]) -> None:
+        """``step`` within START_TIMEOUT; on any failure close everything, saying why."""
         try:
-            await asyncio.wait_for(self._start(), settings.START_TIMEOUT)
+            await asyncio.wait_for(step, settings.START_TIMEOUT)
         except BaseException as exc:
             log = self._log_tail()
             await self.close()
@@ -120,7 +146,7 @@ class X11Desktop:
                 raise DesktopError(f"the desktop did not come up in time{log}") from None
             raise
 
-    async def _start(self) -> None:
+    async def _start_display(self) -> None:
         read = await spawn(self._spawn_xvfb)
         with os.fdopen(read) as pipe:  # Xvfb writes its display number once it accepts clients
             number = (await asyncio.to_thread(pipe.readline)).strip()
@@ -128,11 +154,14 @@ class X11Desktop:
             raise DesktopError(f"Xvfb did not start{self._log_tail()}")
         self.display = f":{number}"
         self.app = await spawn(self._spawn_app)
-        while not (await self.state()).get("ready"):
+
+    async def _until(self, flag: str) -> None:
+        """Until the app's state has ``flag`` (``waiting`` for a task, or ``ready``)."""
+        assert self.app is not None
+        while not (await self.state()).get(flag):
             if self.app.poll() is not None:
                 raise DesktopError(f"the task app exited{self._log_tail()}")
             await asyncio.sleep(0.02)
-        self._grabber = mss.MSS(display=self.display)
 
     def _spawn_xvfb(self) -> int:
         """Start Xvfb; return the pipe it reports its display number on."""

@@ -12,7 +12,7 @@ from ..core import Episode, Observation, StepResult, Task, ToolError, ToolSpec
 from ..sessions import hold, release
 from . import settings
 from .actions import ComputerArgs
-from .backends import Desktop, make_desktop
+from .backends import WARM, Desktop, make_desktop, session_of
 from .display import LIMIT, DesktopError
 from .reward import grade
 
@@ -40,14 +40,20 @@ class DesktopEpisode(Episode):
         self.desktop: Desktop | None = None
         self.ended = False
         self.result = 0.0
-        self.session_id = f"desktop-{task.id}-{id(self):x}"
+        self.session_id = ""  # its desktop's, once it has one (backends.session_of)
 
     async def reset(self) -> Observation:
         await self._release()
         self.ended, self.result = False, 0.0
-        desktop = make_desktop(self.task.secret["layout"])  # refuses an unknown backend
+        layout = self.task.secret["layout"]
         LIMIT.admit()  # refuses beyond MAX_SESSIONS; _release() gives the slot back
-        self.desktop = desktop
+        try:  # a warm desktop waiting for a task, else a new one (refuses an unknown backend)
+            desktop = await WARM.take() or make_desktop(layout)
+        except BaseException:
+            LIMIT.release()
+            raise
+        WARM.fill()  # replaces the member this session may have taken
+        desktop.layout, self.desktop, self.session_id = layout, desktop, session_of(desktop)
         hold(self.session_id, desktop.teardown)  # close() releases it, whatever start() reached
         try:
             await self.desktop.start()
