@@ -33,7 +33,7 @@ class E2BDesktop:
     """One E2B Desktop sandbox per session; every call runs in a worker thread (the SDK is
     synchronous)."""
 
-    def __init__(self, layout: dict[str, Any]) -> None:
+    def __init__(self, layout: dict[str, Any] | None = None) -> None:
         self.layout = layout
         self.width, self.height = settings.WIDTH, settings.HEIGHT
         self._sandbox: Any = None
