@@ -131,7 +131,12 @@ class Ors(Protocol):
         body = {"name": self.tool, "input": self.args}
         path = f"/{self.spec['env']}/call"
         data, replica = await self.ok(path, body, **{"X-Session-ID": sid})
-        if b"event: end" not in data or b"event: error" in data:
+        # ORS answers a refused call (e.g. after the episode ended) with 200 and "ok": false
+        if (
+            b"event: end" not in data
+            or b'data: {"ok":true' not in data
+            or b'"finished":false' not in data
+        ):
             raise RuntimeError(f"no result: {data[:300]!r}")
         return replica
 
@@ -172,7 +177,17 @@ class NemoGym(Protocol):
         return http, [replica]
 
     async def call_at(self, http: Any) -> str:
-        return (await self.ok(f"/{self.tool}", self.args, http))[1]
+        """The adapter answers a call the game rejects (``zzzzz``: not a word) with 400 and the
+        game's text, as JSON (tests/test_app.py); the other two send that text with 200. Any
+        other reply (an unknown session's 400 ``detail``, a 5xx) is an error."""
+        status, data, replica = await self.request(f"/{self.tool}", self.args, http)
+        if b'"done":false' not in data:
+            raise RuntimeError(f"/{self.tool}: {status} {data[:300]!r}")
+        if status == 400 and data.startswith(b'{"observation":"Error: '):
+            return replica
+        if status != 200:
+            raise RuntimeError(f"/{self.tool}: {status} {data[:300]!r}")
+        return replica
 
     async def close_at(self, http: Any) -> None:
         try:
@@ -217,7 +232,7 @@ class OpenEnv(Protocol):
     async def send_ok(self, ws: Any, msg: dict[str, Any]) -> None:
         await ws.send_json(msg)
         reply = await ws.receive_json(timeout=30)
-        if reply.get("type") != "observation":
+        if reply.get("type") != "observation" or reply["data"].get("done"):
             raise RuntimeError(str(reply)[:300])
 
     async def call_at(self, session: Any) -> str:

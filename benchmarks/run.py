@@ -175,7 +175,8 @@ def target(fw: str, archetype: str, kind: str, port: int) -> tuple[list[Any], di
     spec["tool"], spec["args"] = ECHO if kind == "baseline" else (arch.tool, arch.args)
     spec["env"] = "echoenv" if kind == "baseline" else f"{arch.env}env"  # ORS env names
     if kind == "adapter":
-        cmd: list[Any] = ["serve.py", "--host", "127.0.0.1", "--port", port]
+        serve = ["serve.py", "--host", "127.0.0.1", "--port", port]
+        cmd: list[Any] = [HERE / "targets.py", "adapter", arch.env, *serve]
     elif kind == "baseline":
         cmd = [HERE / "targets.py", "baseline", fw, port]
     else:
@@ -377,7 +378,8 @@ def scale_measure(fw: str) -> dict[str, Any]:
             pids, addresses = [], {}
             for i in range(max(n, 1)):
                 name, port = f"{setup}-r{i + 1}", free_port()
-                cmd = [python(fw), "serve.py", "--host", "127.0.0.1", "--port", port]
+                serve = ["serve.py", "--host", "127.0.0.1", "--port", port]
+                cmd = [python(fw), HERE / "targets.py", "adapter", arch.env, *serve]
                 log = TMP / f"scale-{fw}-{name}.log"
                 proc = start(cmd, folder, log, {**env, "REPLICA_ID": name})
                 procs.append(proc)
