@@ -476,7 +476,9 @@ async def scale(ps: list[Any], spec: dict[str, Any]) -> list[dict[str, list[Any]
 
 
 async def main(spec: dict[str, Any]) -> list[Any]:
-    connector = aiohttp.TCPConnector(limit=0)
+    # no cap on connections; idle ones are dropped before uvicorn's 5 s keep-alive timeout
+    # closes them from its side (reusing one it is closing resets the call)
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         ps = []
