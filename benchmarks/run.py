@@ -3,7 +3,8 @@
 Run by ``nox -s bench``. Renders each archetype with every framework into benchmarks/tmp/,
 installs each framework folder (all three archetypes' envs) in its own uv venv, serves on
 127.0.0.1 only, drives load from a separate process (benchmarks/load.py) and writes
-benchmarks/results/latest.{json,md}.
+benchmarks/results/latest.{json,md}. The scale part (the game adapter at c=16, 256 and 2,000
+sessions, direct and behind HAProxy with 1 and 2 replicas) also runs alone: --only scale.
 """
 
 import datetime
