@@ -7,14 +7,20 @@ and its bounds; the result has one entry per target, in order:
             a warm-up, then for each c and repeat, each target in turn: n timed calls on c of
             them (one in-flight call each), at most `seconds`; then all closed
   sessions  for each repeat, each target in turn: n sequential create+close, at most `seconds`
+  scale     for each c and repeat, each target (a set-up: one server, or a router in front of
+            replicas) in turn: c sessions opened in batches, one warm-up call each, a window of
+            n timed calls (at most `seconds`) with one in flight per session, all closed; every
+            reply's X-Replica is checked against the replica that opened its session
 Repeats interleave the targets, so drift in background load hits them all alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -50,17 +56,43 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+REPLICA = "X-Replica"  # set by every adapter's server from REPLICA_ID
+
+
 class Protocol:
+    """How a target opens a session, calls the tool and closes. The ``*_at`` variants (scale
+    mode) accept nothing but success and return the replica (X-Replica) that answered."""
+
     def __init__(self, http: aiohttp.ClientSession, spec: dict[str, Any]) -> None:
         self.http, self.spec, self.url = http, spec, spec["url"]
         self.tool, self.args = spec["tool"], spec["args"]
 
-    async def post(self, path: str, body: Any, http: Any = None, **headers: str) -> bytes:
+    async def request(
+        self, path: str, body: Any, http: Any = None, **headers: str
+    ) -> tuple[int, bytes, str]:
         async with (http or self.http).post(self.url + path, json=body, headers=headers) as r:
-            data = await r.read()
-            if r.status >= 500 or (r.status >= 400 and path != f"/{self.tool}"):
-                raise RuntimeError(f"{path}: {r.status} {data[:300]!r}")
-            return data
+            return r.status, await r.read(), r.headers.get(REPLICA, "")
+
+    async def post(self, path: str, body: Any, http: Any = None, **headers: str) -> bytes:
+        status, data, _ = await self.request(path, body, http, **headers)
+        if status >= 500 or (status >= 400 and path != f"/{self.tool}"):
+            raise RuntimeError(f"{path}: {status} {data[:300]!r}")
+        return data
+
+    async def ok(self, path: str, body: Any, http: Any = None, **headers: str) -> tuple[bytes, str]:
+        status, data, replica = await self.request(path, body, http, **headers)
+        if status != 200:
+            raise RuntimeError(f"{path}: {status} {data[:300]!r}")
+        return data, replica
+
+    async def open_at(self) -> tuple[Any, list[str]]:
+        raise NotImplementedError
+
+    async def call_at(self, session: Any) -> str:
+        raise NotImplementedError
+
+    async def close_at(self, session: Any) -> None:
+        await self.close(session)
 
 
 class Ors(Protocol):
@@ -84,6 +116,33 @@ class Ors(Protocol):
     async def close(self, sid: Any) -> None:
         await self.post("/delete", {}, **{"X-Session-ID": sid})
 
+    async def open_at(self) -> tuple[Any, list[str]]:
+        sid = uuid.uuid4().hex
+        body = {"env_name": self.spec["env"], "split": "test", "index": 0}
+        _, created = await self.ok("/create", body, **{"X-Session-ID": sid})
+        prompt = f"{self.url}/{self.spec['env']}/prompt"
+        async with self.http.get(prompt, headers={"X-Session-ID": sid}) as r:
+            data = await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"/prompt: {r.status} {data[:300]!r}")
+            return sid, [created, r.headers.get(REPLICA, "")]
+
+    async def call_at(self, sid: Any) -> str:
+        body = {"name": self.tool, "input": self.args}
+        path = f"/{self.spec['env']}/call"
+        data, replica = await self.ok(path, body, **{"X-Session-ID": sid})
+        # ORS answers a refused call (e.g. after the episode ended) with 200 and "ok": false
+        if (
+            b"event: end" not in data
+            or b'data: {"ok":true' not in data
+            or b'"finished":false' not in data
+        ):
+            raise RuntimeError(f"no result: {data[:300]!r}")
+        return replica
+
+    async def close_at(self, sid: Any) -> None:
+        await self.ok("/delete", {}, **{"X-Session-ID": sid})
+
 
 class NemoGym(Protocol):
     ROW: ClassVar[dict[str, Any]] = {
@@ -105,6 +164,38 @@ class NemoGym(Protocol):
         await self.post("/verify", {**self.ROW, "task_id": "test-0000", "response": RESPONSE}, http)
         await http.close()
 
+    async def open_at(self) -> tuple[Any, list[str]]:
+        jar = aiohttp.CookieJar(unsafe=True)
+        http = aiohttp.ClientSession(
+            connector=self.http.connector, connector_owner=False, cookie_jar=jar
+        )
+        try:
+            _, replica = await self.ok("/seed_session", {**self.ROW, "task_id": "test-0000"}, http)
+        except BaseException:
+            await http.close()
+            raise
+        return http, [replica]
+
+    async def call_at(self, http: Any) -> str:
+        """The adapter answers a call the game rejects (``zzzzz``: not a word) with 400 and the
+        game's text, as JSON (tests/test_app.py); the other two send that text with 200. Any
+        other reply (an unknown session's 400 ``detail``, a 5xx) is an error."""
+        status, data, replica = await self.request(f"/{self.tool}", self.args, http)
+        if b'"done":false' not in data:
+            raise RuntimeError(f"/{self.tool}: {status} {data[:300]!r}")
+        if status == 400 and data.startswith(b'{"observation":"Error: '):
+            return replica
+        if status != 200:
+            raise RuntimeError(f"/{self.tool}: {status} {data[:300]!r}")
+        return replica
+
+    async def close_at(self, http: Any) -> None:
+        try:
+            body = {**self.ROW, "task_id": "test-0000", "response": RESPONSE}
+            await self.ok("/verify", body, http)
+        finally:
+            await http.close()
+
 
 class OpenEnv(Protocol):
     async def open(self) -> Any:
@@ -125,6 +216,33 @@ class OpenEnv(Protocol):
     async def close(self, ws: Any) -> None:
         await ws.send_json({"type": "close"})
         await ws.close()
+
+    async def open_at(self) -> tuple[Any, list[str]]:
+        """One WebSocket per session: every message of it goes to the replica that accepted
+        the upgrade (its X-Replica), so the session's replica is read once, here."""
+        ws = await self.http.ws_connect(self.url.replace("http", "ws", 1) + "/ws")
+        replica = ws._response.headers.get(REPLICA, "")
+        try:
+            await self.send_ok(ws, {"type": "reset", "data": {"split": "test", "index": 0}})
+        except BaseException:
+            await ws.close()
+            raise
+        return (ws, replica), [replica]
+
+    async def send_ok(self, ws: Any, msg: dict[str, Any]) -> None:
+        await ws.send_json(msg)
+        reply = await ws.receive_json(timeout=30)
+        if reply.get("type") != "observation" or reply["data"].get("done"):
+            raise RuntimeError(str(reply)[:300])
+
+    async def call_at(self, session: Any) -> str:
+        ws, replica = session
+        data = {"type": "call_tool", "tool_name": self.tool, "arguments": self.args}
+        await self.send_ok(ws, {"type": "step", "data": data})
+        return replica
+
+    async def close_at(self, session: Any) -> None:
+        await self.close(session[0])
 
 
 class Floor(Protocol):
@@ -211,8 +329,156 @@ async def sessions(p: Any, n: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def log(msg: str) -> None:
+    print(f"  load: {msg}", file=sys.stderr, flush=True)
+
+
+def raise_fd_limit() -> None:
+    """2,000 sessions are 2,000 sockets (and more while they open): soft limit to the hard."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Tally:
+    """Failures of one level (every non-success reply, timeout or connection error) and
+    replies from a replica other than the one that opened their session."""
+
+    def __init__(self) -> None:
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.misrouted = 0
+        self.examples: list[str] = []
+
+    def error(self, where: str, exc: BaseException) -> None:
+        self.errors[where] += 1
+        if len(self.examples) < 5:
+            self.examples.append(f"{where}: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+async def batched(
+    jobs: list[Any], run: Any, batch: int, what: str, seconds: float
+) -> tuple[list[Any], float]:
+    """``run(job)`` for every job, ``batch`` at a time, stopping at ``seconds``; (results, wall).
+    A progress line to stderr every 500 jobs."""
+    out: list[Any] = []
+    start = time.perf_counter()
+    for i in range(0, len(jobs), batch):
+        if time.perf_counter() - start > seconds:
+            break
+        out += await asyncio.gather(*(run(job) for job in jobs[i : i + batch]))
+        done = min(i + batch, len(jobs))
+        if done % 500 < batch and len(jobs) >= 500:
+            log(f"{what}: {done}/{len(jobs)} in {time.perf_counter() - start:.1f} s")
+    return out, time.perf_counter() - start
+
+
+async def level(
+    p: Any, c: int, n: int, seconds: float, batch: int, open_seconds: float
+) -> dict[str, Any]:
+    """One set-up at concurrency c: open c sessions, one warm-up call each, a window of at most
+    n calls or ``seconds`` with one call in flight per session, close them all."""
+    tally, name = Tally(), p.spec["name"]
+    home: dict[int, str] = {}
+
+    async def open_one(_: int) -> Any:
+        try:
+            session, seen = await p.open_at()
+        except Exception as exc:
+            tally.error("open", exc)
+            return None
+        home[id(session)] = seen[0]
+        tally.misrouted += sum(r != seen[0] for r in seen)
+        return session
+
+    async def call(session: Any, where: str) -> float | None:
+        start = time.perf_counter()
+        try:
+            replica = await p.call_at(session)
+        except Exception as exc:
+            tally.error(where, exc)
+            return None
+        tally.misrouted += replica != home[id(session)]
+        return time.perf_counter() - start
+
+    opened, open_s = await batched(
+        list(range(c)), open_one, batch, f"{name} c={c} open", open_seconds
+    )
+    sessions = [s for s in opened if s is not None]
+    await asyncio.gather(*(call(s, "warm-up") for s in sessions))
+    latencies: list[float] = []
+    left, deadline = n, time.perf_counter() + seconds
+
+    async def worker(session: Any) -> None:
+        nonlocal left
+        while left > 0 and time.perf_counter() < deadline:
+            left -= 1
+            latency = await call(session, "call")
+            if latency is not None:
+                latencies.append(latency)
+
+    pids, router = p.spec["pids"], p.spec.get("router_pid")
+    cpu0, router0 = sum(cpu_s(pid) for pid in pids), cpu_s(router) if router else 0.0
+    self0, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    await asyncio.gather(*(worker(s) for s in sessions))
+    wall = time.perf_counter() - start
+    self1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = sum(cpu_s(pid) for pid in pids) - cpu0
+    router_cpu = cpu_s(router) - router0 if router else None
+    load_cpu = (self1.ru_utime - self0.ru_utime) + (self1.ru_stime - self0.ru_stime)
+
+    async def close_one(session: Any) -> None:
+        try:
+            await p.close_at(session)
+        except Exception as exc:
+            tally.error("close", exc)
+
+    _, close_s = await batched(sessions, close_one, batch, f"{name} c={c} close", open_seconds)
+    done = max(len(latencies), 1)
+    q = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else None
+    per_replica = collections.Counter(home.values())
+    result = {
+        "c": c,
+        "opened": len(sessions),
+        "open_failures": c - len(sessions),
+        "open_s": open_s,
+        "close_s": close_s,
+        "calls": len(latencies),
+        "wall_s": wall,
+        "calls_per_s": len(latencies) / wall,
+        "p50_ms": q[49] * 1e3 if q else float("nan"),
+        "p99_ms": q[98] * 1e3 if q else float("nan"),
+        "server_cpu_ms_per_call": cpu / done * 1e3,
+        "router_cpu_ms_per_call": router_cpu / done * 1e3 if router_cpu is not None else None,
+        "load_cpu_ms_per_call": load_cpu / done * 1e3,
+        "errors": sum(tally.errors.values()),
+        "errors_by_kind": dict(tally.errors),
+        "error_examples": tally.examples,
+        "misrouted": tally.misrouted,
+        "sessions_per_replica": dict(sorted(per_replica.items())),
+    }
+    log(
+        f"{name} c={c}: {result['calls_per_s']:.0f} calls/s, p99 {result['p99_ms']:.1f} ms, "
+        f"opened {len(sessions)}/{c} in {open_s:.1f} s, errors {result['errors']}, "
+        f"misrouted {tally.misrouted}, sessions per replica {result['sessions_per_replica']}"
+    )
+    for example in tally.examples:
+        log(f"  {example}")
+    return result
+
+
+async def scale(ps: list[Any], spec: dict[str, Any]) -> list[dict[str, list[Any]]]:
+    out: list[dict[str, list[Any]]] = [{c: [] for c in spec["levels"]} for _ in ps]
+    for c, (n, seconds) in spec["levels"].items():
+        for _ in range(spec["repeats"]):
+            for p, res in zip(ps, out, strict=True):
+                args = (int(c), int(n), seconds, spec["batch"], spec["open_seconds"])
+                res[c].append(await level(p, *args))
+    return out
+
+
 async def main(spec: dict[str, Any]) -> list[Any]:
-    connector = aiohttp.TCPConnector(limit=0)
+    # no cap on connections; idle ones are dropped before uvicorn's 5 s keep-alive timeout
+    # closes them from its side (reusing one it is closing resets the call)
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         ps = []
@@ -220,6 +486,8 @@ async def main(spec: dict[str, Any]) -> list[Any]:
             assert urlparse(target["url"]).hostname == "127.0.0.1", "loopback only"
             ps.append(PROTOCOLS[target["protocol"]](http, target))
         repeats = spec["repeats"]
+        if spec["mode"] == "scale":
+            return await scale(ps, spec)
         if spec["mode"] == "calls":
             return await calls(ps, spec["k"], spec["calls"], repeats, spec["warmup"])
         n, seconds = spec["sessions"]
@@ -228,4 +496,5 @@ async def main(spec: dict[str, Any]) -> list[Any]:
 
 
 if __name__ == "__main__":
+    raise_fd_limit()
     print(json.dumps(asyncio.run(main(json.loads(sys.argv[1])))))

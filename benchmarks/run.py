@@ -3,7 +3,8 @@
 Run by ``nox -s bench``. Renders each archetype with every framework into benchmarks/tmp/,
 installs each framework folder (all three archetypes' envs) in its own uv venv, serves on
 127.0.0.1 only, drives load from a separate process (benchmarks/load.py) and writes
-benchmarks/results/latest.{json,md}.
+benchmarks/results/latest.{json,md}. The scale part (the game adapter at c=16, 256 and 2,000
+sessions, direct and behind HAProxy with 1 and 2 replicas) also runs alone: --only scale.
 """
 
 import datetime
@@ -17,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,10 @@ PY312 = next(Path.home().glob(".pyenv/versions/3.12*/bin/python3.12"), "3.12")
 FRAMEWORKS = ["nemo_gym", "verifiers", "openenv", "ors"]
 SERVED = ["ors", "nemo_gym", "openenv"]  # verifiers: CPU per scripted rollout instead
 QUICK = "--quick" in sys.argv  # a smoke run: one repeat, few sessions; not for the table
+# --only scale: just the scale table; the other results are kept from results/latest.json
+ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+if ONLY not in (None, "scale"):
+    sys.exit(f"--only {ONLY}: only 'scale' can be run alone")
 REPEATS = 1 if QUICK else 3
 WARMUP = 64
 
@@ -63,6 +69,17 @@ ARCHETYPES = {
     ),
 }
 ECHO = ("echo", {"text": "zzzzz"})
+# Scale: the game adapter at c concurrent sessions, each with one call in flight: (at most n
+# timed calls, at most s seconds) per level; --quick keeps c=2,000 but times a short window.
+SCALE_LEVELS = (
+    {16: (400, 0.5), 256: (1000, 0.5), 2000: (3000, 1.0)}
+    if QUICK
+    else {16: (3000, 2.0), 256: (6000, 3.0), 2000: (12000, 5.0)}
+)
+SCALE_SETUPS = {"direct": 0, "router-1": 1, "router-2": 2}  # replicas behind HAProxy (0: none)
+SCALE_BATCH = 100  # sessions opened (and closed) at once
+SCALE_OPEN_S = 60.0  # bound on opening (and on closing) one level's sessions
+SCALE_MAX_ENVS = 2100  # OpenEnv's MAX_CONCURRENT_ENVS for the scale servers: above 2,000
 DESKTOPS = ["x11", "browser"]  # local desktop backends (e2b needs an account)
 DISTS = ["openreward", "nemo-gym", "openenv", "verifiers", "fastapi", "uvicorn", "pydantic"]
 BEGIN, END = "<!-- results: written by benchmarks/run.py -->", "<!-- /results -->"
@@ -159,7 +176,8 @@ def target(fw: str, archetype: str, kind: str, port: int) -> tuple[list[Any], di
     spec["tool"], spec["args"] = ECHO if kind == "baseline" else (arch.tool, arch.args)
     spec["env"] = "echoenv" if kind == "baseline" else f"{arch.env}env"  # ORS env names
     if kind == "adapter":
-        cmd: list[Any] = ["serve.py", "--host", "127.0.0.1", "--port", port]
+        serve = ["serve.py", "--host", "127.0.0.1", "--port", port]
+        cmd: list[Any] = [HERE / "targets.py", "adapter", arch.env, *serve]
     elif kind == "baseline":
         cmd = [HERE / "targets.py", "baseline", fw, port]
     else:
@@ -183,9 +201,25 @@ def environ() -> dict[str, str]:
     return env
 
 
-def start(cmd: list[Any], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+def raise_fd_limit() -> None:
+    """In a child before exec: its open-file soft limit up to the hard one (2,000 sessions are
+    2,000 sockets)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def start(
+    cmd: list[Any], cwd: Path, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     out = log.open("wb")
-    return subprocess.Popen(pin(0, cmd), cwd=cwd, env=environ(), stdout=out, stderr=out)
+    return subprocess.Popen(
+        pin(0, cmd),
+        cwd=cwd,
+        env=env or environ(),
+        stdout=out,
+        stderr=out,
+        preexec_fn=raise_fd_limit,
+    )
 
 
 def wait_ports(procs: dict[int, subprocess.Popen[bytes]], seconds: float = 180) -> dict[int, float]:
@@ -208,9 +242,9 @@ def wait_ports(procs: dict[int, subprocess.Popen[bytes]], seconds: float = 180) 
     return ready
 
 
-def load(spec: dict[str, Any]) -> list[Any]:
+def load(spec: dict[str, Any], timeout: float = 400, stderr: Any = subprocess.PIPE) -> list[Any]:
     cmd = pin(1, [sys.executable, HERE / "load.py", json.dumps(spec)])
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=timeout)
     if run.returncode:
         urls = [t["url"] for t in spec["targets"]]
         raise RuntimeError(f"load {spec['mode']} on {urls}: {run.stderr[-1500:]}")
@@ -296,6 +330,227 @@ def serve_and_measure(fw: str, archetype: str) -> dict[str, Any]:
     )
     out["domain_call_us"] = json.loads(domain.stdout)["domain_call_us"]
     return out
+
+
+def router_config(fw: str, bind: str, servers: dict[str, str]) -> str:
+    """The rendered deploy/haproxy.cfg with local addresses, by the env's own
+    ``testing.local_router_config`` (as its tests/test_router.py runs it)."""
+    code = (
+        "import json, sys\n"
+        "from wordle.testing import local_router_config\n"
+        "text, bind, servers = json.load(sys.stdin)\n"
+        "sys.stdout.write(local_router_config(text, bind, servers))"
+    )
+    text = (env_dir("game") / fw / "deploy" / "haproxy.cfg").read_text()
+    return subprocess.run(
+        [python("domain"), "-c", code],
+        input=json.dumps([text, bind, servers]),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+
+
+def wait_router(url: str, health: str, names: set[str], seconds: float = 30) -> None:
+    """Ask the router's health path until every replica has answered through it."""
+    seen: set[str] = set()
+    deadline = time.perf_counter() + seconds
+    while seen != names:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"router {url} reached only {sorted(seen)} of {sorted(names)}")
+        try:
+            with urllib.request.urlopen(url + health, timeout=2) as reply:
+                seen.add(reply.headers.get("X-Replica", ""))
+        except OSError:
+            time.sleep(0.2)
+
+
+def scale_measure(fw: str) -> dict[str, Any]:
+    """The game adapter in each set-up (direct; HAProxy + 1 replica; HAProxy + 2 replicas), all
+    up at once on core 0, driven in turn by one load process at each c and repeat."""
+    arch, folder = ARCHETYPES["game"], env_dir("game") / fw
+    health = "/" if fw == "nemo_gym" else "/health"
+    procs: list[subprocess.Popen[bytes]] = []
+    specs, waits = [], {}
+    env = {**environ(), "MAX_CONCURRENT_ENVS": str(SCALE_MAX_ENVS)}
+    try:
+        for setup, n in SCALE_SETUPS.items():
+            pids, addresses = [], {}
+            for i in range(max(n, 1)):
+                name, port = f"{setup}-r{i + 1}", free_port()
+                serve = ["serve.py", "--host", "127.0.0.1", "--port", port]
+                cmd = [python(fw), HERE / "targets.py", "adapter", arch.env, *serve]
+                log = TMP / f"scale-{fw}-{name}.log"
+                proc = start(cmd, folder, log, {**env, "REPLICA_ID": name})
+                procs.append(proc)
+                pids.append(proc.pid)
+                waits[port] = proc
+                addresses[name] = f"127.0.0.1:{port}"
+            spec = {"name": setup, "protocol": fw, "tool": arch.tool, "args": arch.args}
+            spec.update(env=f"{arch.env}env", pids=pids, replicas=sorted(addresses))
+            if n == 0:
+                spec["url"] = "http://" + next(iter(addresses.values()))
+            else:
+                bind = f"127.0.0.1:{free_port()}"
+                config = TMP / f"scale-{fw}-{setup}-haproxy.cfg"
+                config.write_text(router_config(fw, bind, addresses))
+                log = TMP / f"scale-{fw}-{setup}-haproxy.log"
+                router = start(["haproxy", "-db", "-f", config], TMP, log)
+                procs.append(router)
+                waits[int(bind.rsplit(":", 1)[1])] = router
+                spec.update(url=f"http://{bind}", router_pid=router.pid)
+            specs.append(spec)
+        wait_ports(waits)
+        for spec in specs:
+            if "router_pid" in spec:
+                wait_router(spec["url"], health, set(spec["replicas"]))
+        levels = {str(c): bounds for c, bounds in SCALE_LEVELS.items()}
+        runs = load(
+            {
+                "mode": "scale",
+                "targets": specs,
+                "repeats": REPEATS,
+                "levels": levels,
+                "batch": SCALE_BATCH,
+                "open_seconds": SCALE_OPEN_S,
+            },
+            timeout=1500,
+            stderr=None,  # its progress lines go straight to ours
+        )
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    out = {}
+    for spec, res in zip(specs, runs, strict=True):
+        out[spec["name"]] = {"replicas": spec["replicas"], "levels": {}}
+        for c, reps in res.items():
+            keys = ["calls_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_call", "open_s"]
+            keys += ["load_cpu_ms_per_call"]
+            summary = {k: statistics.median(r[k] for r in reps) for k in keys}
+            router = [r["router_cpu_ms_per_call"] for r in reps]
+            summary["router_cpu_ms_per_call"] = (
+                statistics.median(router) if None not in router else None
+            )
+            for k in ("errors", "misrouted", "open_failures", "calls"):
+                summary[k] = sum(r[k] for r in reps)
+            per_replica: dict[str, int] = {}
+            for r in reps:
+                for name, count in r["sessions_per_replica"].items():
+                    per_replica[name] = per_replica.get(name, 0) + count
+            summary["sessions_per_replica"] = per_replica
+            summary["error_examples"] = [e for r in reps for e in r["error_examples"]][:5]
+            out[spec["name"]]["levels"][c] = {"runs": reps, "summary": summary}
+    return out
+
+
+def scale_all() -> dict[str, Any]:
+    begin, start_load = time.perf_counter(), os.getloadavg()
+    date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    frameworks = {}
+    for fw in SERVED:
+        print(f"scale: {fw}", flush=True)
+        frameworks[fw] = scale_measure(fw)
+    return {
+        "date": date,
+        "load_average": {"start": start_load, "end": os.getloadavg()},
+        "wall_s": time.perf_counter() - begin,
+        "repeats": REPEATS,
+        "levels": SCALE_LEVELS,
+        "setups": SCALE_SETUPS,
+        "frameworks": frameworks,
+        "derived": scale_derived(frameworks),
+    }
+
+
+def scale_derived(frameworks: dict[str, Any]) -> dict[str, Any]:
+    """router-2 / router-1 throughput per framework and c; c=top p99 / c=16 p99 per set-up."""
+    low, top = str(min(SCALE_LEVELS)), str(max(SCALE_LEVELS))
+
+    def s(fw: str, setup: str, c: str) -> dict[str, Any]:
+        return frameworks[fw][setup]["levels"][c]["summary"]
+
+    return {
+        "router2_over_router1": {
+            fw: {
+                c: s(fw, "router-2", c)["calls_per_s"] / s(fw, "router-1", c)["calls_per_s"]
+                for c in map(str, SCALE_LEVELS)
+            }
+            for fw in frameworks
+        },
+        "p99_top_over_low": {
+            fw: {setup: s(fw, setup, top)["p99_ms"] / s(fw, setup, low)["p99_ms"] for setup in res}
+            for fw, res in frameworks.items()
+        },
+    }
+
+
+def scale_table(sc: dict[str, Any]) -> str:
+    low, top = min(SCALE_LEVELS), max(SCALE_LEVELS)
+    rows, problems = [], []
+    for fw, setups in sc["frameworks"].items():
+        for setup, res in setups.items():
+            for c, level in res["levels"].items():
+                s = level["summary"]
+                router = s["router_cpu_ms_per_call"]
+                spread = ", ".join(f"{v}" for v in s["sessions_per_replica"].values())
+                rows.append(
+                    f"| {fw} | {setup} | {int(c):,} | {s['calls_per_s']:.0f} "
+                    f"| {s['p50_ms']:.1f} / {s['p99_ms']:.1f} | {s['server_cpu_ms_per_call']:.2f} "
+                    f"| {'-' if router is None else f'{router:.2f}'} "
+                    f"| {s['load_cpu_ms_per_call']:.2f} | {s['open_s']:.2f} "
+                    f"| {s['open_failures']} | {s['errors']} | {s['misrouted']} | {spread} |"
+                )
+                if s["errors"] or s["misrouted"] or s["open_failures"]:
+                    problems.append(f"{fw} {setup} c={c}: " + "; ".join(s["error_examples"]))
+    d = sc["derived"]
+    levels = [str(c) for c in SCALE_LEVELS]
+    ratio_rows = [
+        f"| {fw} | " + " | ".join(f"{r[c]:.2f}" for c in levels) + " |"
+        for fw, r in d["router2_over_router1"].items()
+    ]
+    p99_rows = [
+        f"| {fw} | " + " | ".join(f"{r[setup]:.1f}" for setup in SCALE_SETUPS) + " |"
+        for fw, r in d["p99_top_over_low"].items()
+    ]
+    calls = sum(
+        lv["summary"]["calls"]
+        for setups in sc["frameworks"].values()
+        for res in setups.values()
+        for lv in res["levels"].values()
+    )
+    lines = [
+        f"### Scale: the game adapter at c = {', '.join(f'{c:,}' for c in SCALE_LEVELS)} "
+        f"concurrent sessions (medians of {sc['repeats']}; errors, misrouted and failures summed)",
+        "",
+        f"Measured {sc['date']}; load average (1 min) {sc['load_average']['start'][0]:.2f} at "
+        f"start, {sc['load_average']['end'][0]:.2f} at end; wall {sc['wall_s']:.0f} s; "
+        f"{calls:,} timed calls.",
+        "",
+        "| framework | set-up | c | calls/s | p50 / p99 ms | server CPU ms/call "
+        "| haproxy CPU ms/call | load-gen CPU ms/call | open c sessions, s | open failures "
+        "| errors | misrouted | sessions per replica (all repeats) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "Errors: " + ("; ".join(problems) if problems else "none") + ".",
+        "",
+        "| framework | router-2 / router-1 throughput: "
+        + " | ".join(f"c={int(c):,}" for c in levels)
+        + " |",
+        "|---|" + "---|" * len(levels),
+        *ratio_rows,
+        "",
+        f"| framework | c={top:,} p99 / c={low} p99: " + " | ".join(SCALE_SETUPS) + " |",
+        "|---|" + "---|" * len(SCALE_SETUPS),
+        *p99_rows,
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def verifiers_rollouts(archetype: str) -> dict[str, Any]:
@@ -467,6 +722,7 @@ def table(result: dict[str, Any]) -> str:
         "Worst adapter / floor where the backend dominates (sandbox, computer_use): "
         "{} {} {} = {:.2f}.".format(*result["worst"]["floor"]),
         "",
+        *([scale_table(result["scale"])] if "scale" in result else []),
         "### Other figures",
         "",
         "| figure | value |",
@@ -534,6 +790,28 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write(result: dict[str, Any]) -> None:
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=1, default=vars) + "\n")
+    (RESULTS / "latest.md").write_text(table(result))
+    doc = ROOT / "BENCHMARKS.md"  # the committed table lives between these markers
+    head, rest = doc.read_text().split(BEGIN, 1)
+    doc.write_text(head + BEGIN + "\n" + table(result) + END + rest.split(END, 1)[1])
+    print(table(result))
+
+
+def main_scale() -> None:
+    """--only scale: render, install, the scale table; the rest kept from latest.json."""
+    render()
+    install()
+    scale = scale_all()
+    if QUICK:
+        print(scale_table(scale))
+        return
+    result = json.loads((RESULTS / "latest.json").read_text())
+    result["scale"] = scale
+    write(result)
+
+
 def main() -> None:
     begin = time.perf_counter()
 
@@ -542,6 +820,9 @@ def main() -> None:
 
     TMP.mkdir(exist_ok=True)
     RESULTS.mkdir(exist_ok=True)
+    if ONLY == "scale":
+        main_scale()
+        return
     result: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -565,6 +846,8 @@ def main() -> None:
         for archetype in ARCHETYPES:
             progress(f"measuring {fw} {archetype}")
             result["frameworks"][fw][archetype] = serve_and_measure(fw, archetype)
+    progress("measuring the game adapters at scale")
+    result["scale"] = scale_all()
     result["verifiers"] = {}
     for archetype in ARCHETYPES:
         progress(f"measuring verifiers {archetype}")
@@ -581,12 +864,7 @@ def main() -> None:
     if QUICK:
         print(table(result))
         return
-    (RESULTS / "latest.json").write_text(json.dumps(result, indent=1, default=vars) + "\n")
-    (RESULTS / "latest.md").write_text(table(result))
-    doc = ROOT / "BENCHMARKS.md"  # the committed table lives between these markers
-    head, rest = doc.read_text().split(BEGIN, 1)
-    doc.write_text(head + BEGIN + "\n" + table(result) + END + rest.split(END, 1)[1])
-    print(table(result))
+    write(result)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,12 @@
     python targets.py baseline FRAMEWORK PORT    # the framework's own minimal env: one `echo` tool
     python targets.py floor PACKAGE PORT         # plain FastAPI calling the domain directly
     python targets.py domain PACKAGE TOOL ARGS   # one in-process domain call (ARGS: JSON), in us
+    python targets.py adapter PACKAGE SCRIPT ARG...  # run the adapter's serve.py, turn limit lifted
 
 Servers bind 127.0.0.1 and freeze the garbage collector before serving, as the adapters do.
+Each command first lifts the domain's turn limit (``Episode.max_steps``, which every
+well-formed call counts against, rejected words included): the timed calls must not end
+their episodes.
 """
 
 import asyncio
@@ -13,11 +17,20 @@ import gc
 import importlib
 import json
 import os
+import runpy
 import sys
 import time
 from typing import Any
 
 HOST = "127.0.0.1"
+
+
+def lift_turn_limit(package: str) -> None:
+    """A session can then take any number of timed calls (the game allows 12 by default; the
+    heavy domains also read ``<PACKAGE>_MAX_STEPS``, which the harness raises as well)."""
+    episode = importlib.import_module(package).SPEC.episode
+    if isinstance(episode.max_steps, int):
+        episode.max_steps = 10**9
 
 
 def serve(app: Any, port: int) -> None:
@@ -208,7 +221,13 @@ BASELINES = {"ors": ors_baseline, "nemo_gym": nemo_gym_baseline, "openenv": open
 if __name__ == "__main__":
     kind, name, *rest = sys.argv[1:]
     sys.path.insert(0, ".")
-    if kind == "domain":
+    if kind in ("domain", "floor", "adapter"):
+        lift_turn_limit(name)
+    if kind == "adapter":  # as `python SCRIPT ARG...` would, in this process
+        sys.argv = rest
+        sys.path[0] = os.path.dirname(os.path.abspath(rest[0]))
+        runpy.run_path(rest[0], run_name="__main__")
+    elif kind == "domain":
         us = asyncio.run(domain_call_us(name, rest[0], json.loads(rest[1])))
         print(json.dumps({"domain_call_us": us}))
     elif kind == "floor":
