@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlparse
@@ -261,7 +262,11 @@ class Floor(Protocol):
 PROTOCOLS = {"ors": Ors, "nemo_gym": NemoGym, "openenv": OpenEnv, "floor": Floor}
 
 
-async def window(p: Any, sessions: list[Any], n: int, seconds: float) -> dict[str, Any]:
+async def drive(
+    sessions: list[Any], n: int, seconds: float, timed: Callable[[Any], Awaitable[float | None]]
+) -> list[float]:
+    """One call in flight per session until ``n`` calls are sent or ``seconds`` pass; the
+    latencies ``timed(session)`` returned (None: a failed call, not counted)."""
     latencies: list[float] = []
     left, deadline = n, time.perf_counter() + seconds
 
@@ -269,13 +274,22 @@ async def window(p: Any, sessions: list[Any], n: int, seconds: float) -> dict[st
         nonlocal left
         while left > 0 and time.perf_counter() < deadline:
             left -= 1
-            start = time.perf_counter()
-            await p.call(session)
-            latencies.append(time.perf_counter() - start)
+            if (latency := await timed(session)) is not None:
+                latencies.append(latency)
+
+    await asyncio.gather(*(worker(s) for s in sessions))
+    return latencies
+
+
+async def window(p: Any, sessions: list[Any], n: int, seconds: float) -> dict[str, Any]:
+    async def timed(session: Any) -> float:
+        start = time.perf_counter()
+        await p.call(session)
+        return time.perf_counter() - start
 
     pid = p.spec["pid"]
     cpu0, start = cpu_s(pid), time.perf_counter()
-    await asyncio.gather(*(worker(s) for s in sessions))
+    latencies = await drive(sessions, n, seconds, timed)
     wall, cpu = time.perf_counter() - start, cpu_s(pid) - cpu0
     q = statistics.quantiles(latencies, n=100, method="inclusive")
     return {
@@ -404,21 +418,10 @@ async def level(
     )
     sessions = [s for s in opened if s is not None]
     await asyncio.gather(*(call(s, "warm-up") for s in sessions))
-    latencies: list[float] = []
-    left, deadline = n, time.perf_counter() + seconds
-
-    async def worker(session: Any) -> None:
-        nonlocal left
-        while left > 0 and time.perf_counter() < deadline:
-            left -= 1
-            latency = await call(session, "call")
-            if latency is not None:
-                latencies.append(latency)
-
     pids, router = p.spec["pids"], p.spec.get("router_pid")
     cpu0, router0 = sum(cpu_s(pid) for pid in pids), cpu_s(router) if router else 0.0
     self0, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    await asyncio.gather(*(worker(s) for s in sessions))
+    latencies = await drive(sessions, n, seconds, lambda session: call(session, "call"))
     wall = time.perf_counter() - start
     self1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = sum(cpu_s(pid) for pid in pids) - cpu0
