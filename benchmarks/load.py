@@ -1,8 +1,8 @@
 """Load generator, in its own process: ``python load.py 'JSON spec'`` prints one JSON result.
 
-spec: targets, each with url (127.0.0.1 only), protocol (ors | nemo_gym | openenv | floor),
-tool, args, env (ORS environment name), pid (the server's, for CPU and RSS from /proc); mode
-and its bounds; the result has one entry per target, in order:
+spec: targets, each with url (127.0.0.1 only), protocol (ors | nemo_gym | openenv | floor |
+verifiers), tool, args, env (ORS environment name), pid (the server's, for CPU and RSS from
+/proc); mode and its bounds; the result has one entry per target, in order:
   calls     k >= max(c) sessions opened per target (the server's RSS read before and after),
             a warm-up, then for each c and repeat, each target in turn: n timed calls on c of
             them (one in-flight call each), at most `seconds`; then all closed
@@ -11,6 +11,7 @@ and its bounds; the result has one entry per target, in order:
             replicas) in turn: c sessions opened in batches, one warm-up call each, a window of
             n timed calls (at most `seconds`) with one in flight per session, all closed; every
             reply's X-Replica is checked against the replica that opened its session
+            (Verifiers: the workers' tool servers, no router; see ``Verifiers``)
 Repeats interleave the targets, so drift in background load hits them all alike.
 """
 
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
+import hmac
 import json
 import os
 import resource
@@ -28,9 +31,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 import aiohttp
+from aiohttp import web
 
 TICK = os.sysconf("SC_CLK_TCK")
 RESPONSE = {  # the smallest NeMoGymResponse a /verify accepts
@@ -58,6 +62,7 @@ def rss_kb(pid: int) -> int:
 
 
 REPLICA = "X-Replica"  # set by every adapter's server from REPLICA_ID
+TIMEOUT_S = 120  # per call: above c / throughput at c=2,000 for the slowest server here
 
 
 class Protocol:
@@ -232,7 +237,7 @@ class OpenEnv(Protocol):
 
     async def send_ok(self, ws: Any, msg: dict[str, Any]) -> None:
         await ws.send_json(msg)
-        reply = await ws.receive_json(timeout=30)
+        reply = await ws.receive_json(timeout=TIMEOUT_S)
         if reply.get("type") != "observation" or reply["data"].get("done"):
             raise RuntimeError(str(reply)[:300])
 
@@ -259,7 +264,108 @@ class Floor(Protocol):
         await self.post("/close", {}, **{"X-Session-ID": sid})
 
 
-PROTOCOLS = {"ors": Ors, "nemo_gym": NemoGym, "openenv": OpenEnv, "floor": Floor}
+class StateChannel:
+    """What Verifiers' interception serves a shared tool server: each rollout's typed state by
+    route (``GET`` before a call, ``PUT`` after), behind the server's bearer secret."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret, self.states, self.url = secret, dict[str, bytes](), ""
+        self.runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.secret}":
+            return web.Response(status=401)
+        route = request.headers.get("X-Verifiers-State-Route", "")
+        if request.method == "PUT":
+            self.states[route] = await request.read()
+            return web.Response()
+        if route not in self.states:
+            return web.Response(status=404)
+        return web.Response(body=self.states[route], content_type="application/json")
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=2**26)
+        app.router.add_route("*", "/state", self.handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0, backlog=4096)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/state"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+class Verifiers(Protocol):
+    """A Verifiers worker's shared MCP tool server, reached as the worker reaches it: JSON-RPC
+    ``tools/call`` over HTTP with the rollout's signed state coordinates in the query, its
+    state on this process's channel. Verifiers has no router: its broker hands each whole
+    rollout to its least busy worker, and that worker's tool server takes all of the rollout's
+    calls. Here each session is one rollout, sent to the server with the fewest open ones, so
+    a call cannot reach another server (nothing to check; ``routed`` is false)."""
+
+    channel: ClassVar[StateChannel]
+    HEADERS: ClassVar[dict[str, str]] = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+    }
+
+    def __init__(self, http: aiohttp.ClientSession, spec: dict[str, Any]) -> None:
+        super().__init__(http, spec)
+        self.servers: dict[str, str] = spec["servers"]  # worker name -> its tool server URL
+        self.open_on = collections.Counter({name: 0 for name in self.servers})
+
+    def signature(self, route: str) -> str:
+        message = f"vf-state-v1\0{self.channel.url}\0{route}".encode()
+        return hmac.new(self.channel.secret.encode(), message, hashlib.sha256).hexdigest()
+
+    async def open_at(self) -> tuple[Any, list[str]]:
+        """What the task's setup does: the task id and the rollout id in the typed state."""
+        name = min(self.open_on, key=self.open_on.__getitem__)
+        self.open_on[name] += 1
+        route = uuid.uuid4().hex
+        state = {"task_id": self.spec["task_id"], "rollout_id": route}
+        self.channel.states[route] = json.dumps(state).encode()
+        query = {"vf_state_url": self.channel.url, "vf_state_route": route}
+        query["vf_state_signature"] = self.signature(route)
+        return (name, route, f"{self.servers[name]}?{urlencode(query)}"), [name]
+
+    async def call_at(self, session: Any) -> str:
+        """Success is the tool's result (``zzzzz`` is the game's own error, ``isError``) with
+        the episode still running; a JSON-RPC error or any other status is a failure."""
+        name, _, url = session
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": self.tool, "arguments": self.args},
+        }
+        async with self.http.post(url, json=body, headers=self.HEADERS) as r:
+            data = await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"tools/call: {r.status} {data[:300]!r}")
+        result = json.loads(data).get("result")
+        if not result or not result.get("content") or (result.get("_meta") or {}).get("done"):
+            raise RuntimeError(f"tools/call: {data[:300]!r}")
+        return name
+
+    async def close_at(self, session: Any) -> None:
+        """A rollout ends by dropping its state: a shared server has no per-rollout close (the
+        episode stays until it ends or its idle TTL closes it)."""
+        name, route, _ = session
+        self.open_on[name] -= 1
+        del self.channel.states[route]
+
+
+PROTOCOLS = {
+    "ors": Ors,
+    "nemo_gym": NemoGym,
+    "openenv": OpenEnv,
+    "floor": Floor,
+    "verifiers": Verifiers,
+}
 
 
 async def drive(
@@ -455,7 +561,7 @@ async def level(
         "errors": sum(tally.errors.values()),
         "errors_by_kind": dict(tally.errors),
         "error_examples": tally.examples,
-        "misrouted": tally.misrouted,
+        "misrouted": tally.misrouted if p.spec.get("routed", True) else None,
         "sessions_per_replica": dict(sorted(per_replica.items())),
     }
     log(
@@ -482,13 +588,21 @@ async def main(spec: dict[str, Any]) -> list[Any]:
     # no cap on connections; idle ones are dropped before uvicorn's 5 s keep-alive timeout
     # closes them from its side (reusing one it is closing resets the call)
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2)
-    timeout = aiohttp.ClientTimeout(total=30)
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         ps = []
         for target in spec["targets"]:
-            assert urlparse(target["url"]).hostname == "127.0.0.1", "loopback only"
+            urls = [target["url"], *target.get("servers", {}).values()]
+            assert all(urlparse(u).hostname == "127.0.0.1" for u in urls), "loopback only"
             ps.append(PROTOCOLS[target["protocol"]](http, target))
         repeats = spec["repeats"]
+        if spec["mode"] == "scale" and "state_secret" in spec:
+            Verifiers.channel = StateChannel(spec["state_secret"])
+            await Verifiers.channel.start()
+            try:
+                return await scale(ps, spec)
+            finally:
+                await Verifiers.channel.stop()
         if spec["mode"] == "scale":
             return await scale(ps, spec)
         if spec["mode"] == "calls":

@@ -4,7 +4,8 @@ Run by ``nox -s bench``. Renders each archetype with every framework into benchm
 installs each framework folder (all three archetypes' envs) in its own uv venv, serves on
 127.0.0.1 only, drives load from a separate process (benchmarks/load.py) and writes
 benchmarks/results/latest.{json,md}. The scale part (the game adapter at c=16, 256 and 2,000
-sessions, direct and behind HAProxy with 1 and 2 replicas) also runs alone: --only scale.
+sessions, direct and behind HAProxy with 1 and 2 replicas; Verifiers' tool servers of 1 and 2
+workers) also runs alone: --only scale.
 """
 
 import datetime
@@ -37,6 +38,12 @@ QUICK = "--quick" in sys.argv  # a smoke run: one repeat, few sessions; not for 
 ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
 if ONLY not in (None, "scale"):
     sys.exit(f"--only {ONLY}: only 'scale' can be run alone")
+# --only scale --frameworks a,b: measure only these at scale, keep the others' kept results
+SCALE_ONLY = (
+    sys.argv[sys.argv.index("--frameworks") + 1].split(",") if "--frameworks" in sys.argv else None
+)
+if SCALE_ONLY and ONLY != "scale":
+    sys.exit("--frameworks goes with --only scale (a full run measures every framework)")
 REPEATS = 1 if QUICK else 3
 WARMUP = 64
 
@@ -77,6 +84,10 @@ SCALE_LEVELS = (
     else {16: (3000, 2.0), 256: (6000, 3.0), 2000: (12000, 5.0)}
 )
 SCALE_SETUPS = {"direct": 0, "router-1": 1, "router-2": 2}  # replicas behind HAProxy (0: none)
+# Verifiers has no router: each worker of its env server runs one shared tool server, and its
+# broker hands every rollout to one worker (load.Verifiers plays the broker).
+VF_SETUPS = {"direct": 1, "workers-2": 2}  # tool servers
+TWO_OVER_ONE = {"verifiers": ("workers-2", "direct")}  # else ("router-2", "router-1")
 SCALE_BATCH = 100  # sessions opened (and closed) at once
 SCALE_OPEN_S = 60.0  # bound on opening (and on closing) one level's sessions
 SCALE_MAX_ENVS = 2100  # OpenEnv's MAX_CONCURRENT_ENVS for the scale servers: above 2,000
@@ -247,7 +258,7 @@ def load(spec: dict[str, Any], timeout: float = 400, stderr: Any = subprocess.PI
     run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=timeout)
     if run.returncode:
         urls = [t["url"] for t in spec["targets"]]
-        raise RuntimeError(f"load {spec['mode']} on {urls}: {run.stderr[-1500:]}")
+        raise RuntimeError(f"load {spec['mode']} on {urls}: {(run.stderr or '')[-1500:]}")
     return json.loads(run.stdout)
 
 
@@ -366,16 +377,47 @@ def wait_router(url: str, health: str, names: set[str], seconds: float = 30) -> 
             time.sleep(0.2)
 
 
+def verifiers_setups(
+    env: dict[str, str], procs: list[subprocess.Popen[bytes]], waits: dict[int, Any]
+) -> tuple[list[dict[str, Any]], str]:
+    """One and two Verifiers workers' shared tool servers (``python -m <env>_vf.servers.tools``,
+    as a worker starts it), their states on the load process's channel under one secret."""
+    arch, folder = ARCHETYPES["game"], env_dir("game") / "verifiers"
+    secret, specs = os.urandom(16).hex(), []
+    for setup, n in VF_SETUPS.items():
+        servers, pids = {}, []
+        for i in range(n):
+            name, port = f"{setup}-w{i + 1}", free_port()
+            module = ["-m", f"{arch.env}_vf.servers.tools"]
+            cmd = [python("verifiers"), HERE / "targets.py", "adapter", arch.env, *module]
+            tool_env = {**env, "VF_CONFIG": "{}", "VF_STATE_SECRET": secret}
+            tool_env |= {"MCP_HOST": "127.0.0.1", "MCP_PORT": str(port)}
+            proc = start(cmd, folder, TMP / f"scale-verifiers-{name}.log", tool_env)
+            procs.append(proc)
+            pids.append(proc.pid)
+            waits[port] = proc
+            servers[name] = f"http://127.0.0.1:{port}/mcp"
+        spec = {"name": setup, "protocol": "verifiers", "tool": arch.tool, "args": arch.args}
+        spec.update(url=next(iter(servers.values())), servers=servers, pids=pids)
+        spec.update(replicas=sorted(servers), routed=False, task_id="test-0000")
+        specs.append(spec)
+    return specs, secret
+
+
 def scale_measure(fw: str) -> dict[str, Any]:
-    """The game adapter in each set-up (direct; HAProxy + 1 replica; HAProxy + 2 replicas), all
-    up at once on core 0, driven in turn by one load process at each c and repeat."""
+    """The game adapter in each set-up (direct; HAProxy + 1 replica; HAProxy + 2 replicas; for
+    Verifiers one and two workers' tool servers), all up at once on core 0, driven in turn by
+    one load process at each c and repeat."""
     arch, folder = ARCHETYPES["game"], env_dir("game") / fw
     health = "/" if fw == "nemo_gym" else "/health"
     procs: list[subprocess.Popen[bytes]] = []
     specs, waits = [], {}
     env = {**environ(), "MAX_CONCURRENT_ENVS": str(SCALE_MAX_ENVS)}
+    extra: dict[str, Any] = {}
     try:
-        for setup, n in SCALE_SETUPS.items():
+        if fw == "verifiers":
+            specs, extra["state_secret"] = verifiers_setups(env, procs, waits)
+        for setup, n in {} if fw == "verifiers" else SCALE_SETUPS.items():
             pids, addresses = [], {}
             for i in range(max(n, 1)):
                 name, port = f"{setup}-r{i + 1}", free_port()
@@ -414,6 +456,7 @@ def scale_measure(fw: str) -> dict[str, Any]:
                 "levels": levels,
                 "batch": SCALE_BATCH,
                 "open_seconds": SCALE_OPEN_S,
+                **extra,
             },
             timeout=1500,
             stderr=None,  # its progress lines go straight to ours
@@ -437,8 +480,10 @@ def scale_measure(fw: str) -> dict[str, Any]:
             summary["router_cpu_ms_per_call"] = (
                 statistics.median(router) if None not in router else None
             )
-            for k in ("errors", "misrouted", "open_failures", "calls"):
+            for k in ("errors", "open_failures", "calls"):
                 summary[k] = sum(r[k] for r in reps)
+            misrouted = [r["misrouted"] for r in reps]
+            summary["misrouted"] = None if None in misrouted else sum(misrouted)
             per_replica: dict[str, int] = {}
             for r in reps:
                 for name, count in r["sessions_per_replica"].items():
@@ -452,36 +497,43 @@ def scale_measure(fw: str) -> dict[str, Any]:
 def scale_all() -> dict[str, Any]:
     begin, start_load = time.perf_counter(), os.getloadavg()
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    frameworks = {}
-    for fw in SERVED:
+    frameworks, dates = {}, {}
+    for fw in SCALE_ONLY or [*SERVED, "verifiers"]:
         print(f"scale: {fw}", flush=True)
         frameworks[fw] = scale_measure(fw)
+        dates[fw] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        # a later failure loses nothing measured
+        (TMP / "scale-partial.json").write_text(json.dumps(frameworks, indent=1))
     return {
+        "dates": dates,
         "date": date,
         "load_average": {"start": start_load, "end": os.getloadavg()},
         "wall_s": time.perf_counter() - begin,
         "repeats": REPEATS,
         "levels": SCALE_LEVELS,
         "setups": SCALE_SETUPS,
+        "verifiers_setups": VF_SETUPS,
         "frameworks": frameworks,
         "derived": scale_derived(frameworks),
     }
 
 
 def scale_derived(frameworks: dict[str, Any]) -> dict[str, Any]:
-    """router-2 / router-1 throughput per framework and c; c=top p99 / c=16 p99 per set-up."""
+    """2 replicas / 1 replica throughput per framework and c (router-2 / router-1; Verifiers
+    workers-2 / direct); c=top p99 / c=16 p99 per set-up."""
     low, top = str(min(SCALE_LEVELS)), str(max(SCALE_LEVELS))
 
     def s(fw: str, setup: str, c: str) -> dict[str, Any]:
         return frameworks[fw][setup]["levels"][c]["summary"]
 
+    def two_over_one(fw: str, c: str) -> float:
+        two, one = TWO_OVER_ONE.get(fw, ("router-2", "router-1"))
+        base = s(fw, one, c)["calls_per_s"]
+        return s(fw, two, c)["calls_per_s"] / base if base else float("nan")
+
     return {
-        "router2_over_router1": {
-            fw: {
-                c: s(fw, "router-2", c)["calls_per_s"] / s(fw, "router-1", c)["calls_per_s"]
-                for c in map(str, SCALE_LEVELS)
-            }
-            for fw in frameworks
+        "two_over_one": {
+            fw: {c: two_over_one(fw, c) for c in map(str, SCALE_LEVELS)} for fw in frameworks
         },
         "p99_top_over_low": {
             fw: {setup: s(fw, setup, top)["p99_ms"] / s(fw, setup, low)["p99_ms"] for setup in res}
@@ -504,18 +556,22 @@ def scale_table(sc: dict[str, Any]) -> str:
                     f"| {s['p50_ms']:.1f} / {s['p99_ms']:.1f} | {s['server_cpu_ms_per_call']:.2f} "
                     f"| {'-' if router is None else f'{router:.2f}'} "
                     f"| {s['load_cpu_ms_per_call']:.2f} | {s['open_s']:.2f} "
-                    f"| {s['open_failures']} | {s['errors']} | {s['misrouted']} | {spread} |"
+                    f"| {s['open_failures']} | {s['errors']} "
+                    f"| {'-' if s['misrouted'] is None else s['misrouted']} | {spread} |"
                 )
                 if s["errors"] or s["misrouted"] or s["open_failures"]:
                     problems.append(f"{fw} {setup} c={c}: " + "; ".join(s["error_examples"]))
     d = sc["derived"]
     levels = [str(c) for c in SCALE_LEVELS]
     ratio_rows = [
-        f"| {fw} | " + " | ".join(f"{r[c]:.2f}" for c in levels) + " |"
-        for fw, r in d["router2_over_router1"].items()
+        f"| {fw} | {' / '.join(TWO_OVER_ONE.get(fw, ('router-2', 'router-1')))} | "
+        + " | ".join(f"{r[c]:.2f}" for c in levels)
+        + " |"
+        for fw, r in d["two_over_one"].items()
     ]
+    setups = [*SCALE_SETUPS, *(s for s in VF_SETUPS if s not in SCALE_SETUPS)]
     p99_rows = [
-        f"| {fw} | " + " | ".join(f"{r[setup]:.1f}" for setup in SCALE_SETUPS) + " |"
+        f"| {fw} | " + " | ".join(f"{r[s]:.1f}" if s in r else "-" for s in setups) + " |"
         for fw, r in d["p99_top_over_low"].items()
     ]
     calls = sum(
@@ -524,13 +580,18 @@ def scale_table(sc: dict[str, Any]) -> str:
         for res in setups.values()
         for lv in res["levels"].values()
     )
+    dates = sc.get("dates", {})
+    measured = (
+        "; ".join(f"{fw} {d}" for fw, d in dates.items()) if len(set(dates.values())) > 1 else ""
+    )
     lines = [
         f"### Scale: the game adapter at c = {', '.join(f'{c:,}' for c in SCALE_LEVELS)} "
         f"concurrent sessions (medians of {sc['repeats']}; errors, misrouted and failures summed)",
         "",
         f"Measured {sc['date']}; load average (1 min) {sc['load_average']['start'][0]:.2f} at "
         f"start, {sc['load_average']['end'][0]:.2f} at end; wall {sc['wall_s']:.0f} s; "
-        f"{calls:,} timed calls.",
+        f"{calls:,} timed calls."
+        + (f" Each framework's rows are from one run: {measured}." if measured else ""),
         "",
         "| framework | set-up | c | calls/s | p50 / p99 ms | server CPU ms/call "
         "| haproxy CPU ms/call | load-gen CPU ms/call | open c sessions, s | open failures "
@@ -540,14 +601,14 @@ def scale_table(sc: dict[str, Any]) -> str:
         "",
         "Errors: " + ("; ".join(problems) if problems else "none") + ".",
         "",
-        "| framework | router-2 / router-1 throughput: "
+        "| framework | 2 replicas / 1 replica throughput | "
         + " | ".join(f"c={int(c):,}" for c in levels)
         + " |",
-        "|---|" + "---|" * len(levels),
+        "|---|---|" + "---|" * len(levels),
         *ratio_rows,
         "",
-        f"| framework | c={top:,} p99 / c={low} p99: " + " | ".join(SCALE_SETUPS) + " |",
-        "|---|" + "---|" * len(SCALE_SETUPS),
+        f"| framework | c={top:,} p99 / c={low} p99: " + " | ".join(setups) + " |",
+        "|---|" + "---|" * len(setups),
         *p99_rows,
     ]
     return "\n".join(lines) + "\n"
@@ -808,6 +869,12 @@ def main_scale() -> None:
         print(scale_table(scale))
         return
     result = json.loads((RESULTS / "latest.json").read_text())
+    if SCALE_ONLY:  # the other frameworks' results stay, each with its own date
+        old = result["scale"]
+        dates = {fw: old.get("dates", {}).get(fw, old["date"]) for fw in old["frameworks"]}
+        scale["dates"] = {**dates, **scale["dates"]}
+        scale["frameworks"] = {**old["frameworks"], **scale["frameworks"]}
+        scale["derived"] = scale_derived(scale["frameworks"])
     result["scale"] = scale
     write(result)
 

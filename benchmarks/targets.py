@@ -4,6 +4,7 @@
     python targets.py floor PACKAGE PORT         # plain FastAPI calling the domain directly
     python targets.py domain PACKAGE TOOL ARGS   # one in-process domain call (ARGS: JSON), in us
     python targets.py adapter PACKAGE SCRIPT ARG...  # run the adapter's serve.py, turn limit lifted
+    python targets.py adapter PACKAGE -m MODULE      # or its server module (Verifiers' tool server)
 
 Servers bind 127.0.0.1 and freeze the garbage collector before serving, as the adapters do.
 Each command first lifts the domain's turn limit (``Episode.max_steps``, which every
@@ -223,7 +224,9 @@ if __name__ == "__main__":
     sys.path.insert(0, ".")
     if kind in ("domain", "floor", "adapter"):
         lift_turn_limit(name)
-    if kind == "adapter":  # as `python SCRIPT ARG...` would, in this process
+    if kind == "adapter" and rest[0] == "-m":  # as `python -m MODULE` would, in this process
+        runpy.run_module(rest[1], run_name="__main__", alter_sys=True)
+    elif kind == "adapter":  # as `python SCRIPT ARG...` would, in this process
         sys.argv = rest
         sys.path[0] = os.path.dirname(os.path.abspath(rest[0]))
         runpy.run_path(rest[0], run_name="__main__")

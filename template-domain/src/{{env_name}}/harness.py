@@ -166,32 +166,51 @@ def server_process(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``local_server``, yielding the process too; ``log`` takes its output, ``env`` adds
     variables to its environment, ``args`` follow the address on its command line."""
-    port = free_port()
-    cmd = [sys.executable, str(script), "--host", "127.0.0.1", "--port", str(port), *args]
-    server = subprocess.Popen(
-        cmd, cwd=script.parent, stdout=log, stderr=log, env={**os.environ, **(env or {})}
-    )
-    url = f"http://127.0.0.1:{port}"
+    with server_processes(script, [env or {}], health, timeout, log, args) as [started]:
+        yield started
+
+
+@contextmanager
+def server_processes(
+    script: Path,
+    envs: Sequence[dict[str, str]],
+    health: str = "/health",
+    timeout: float = 180.0,
+    log: IO[bytes] | None = None,
+    args: Sequence[str] = (),
+) -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
+    """One ``server_process`` per entry of ``envs`` (its extra variables), all started at once;
+    yield their URLs and processes once each one's ``health`` answers; always stop them all."""
+    servers: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
+        for env in envs:
+            port = free_port()
+            cmd = [sys.executable, str(script), "--host", "127.0.0.1", "--port", str(port), *args]
+            variables = {**os.environ, **env}
+            server = subprocess.Popen(cmd, cwd=script.parent, stdout=log, stderr=log, env=variables)
+            servers.append((f"http://127.0.0.1:{port}", server))
         deadline = time.monotonic() + timeout
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"{script.name} exited with code {server.returncode}")
-            try:
-                urllib.request.urlopen(url + health, timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{script.name} did not answer on {url}") from None
-                time.sleep(0.2)
-        yield url, server
+        for url, server in servers:
+            while True:
+                if server.poll() is not None:
+                    raise RuntimeError(f"{script.name} exited with code {server.returncode}")
+                try:
+                    urllib.request.urlopen(url + health, timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{script.name} did not answer on {url}") from None
+                    time.sleep(0.2)
+        yield servers
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        for _, server in servers:
+            server.terminate()
+        for _, server in servers:
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 def rollout_main(

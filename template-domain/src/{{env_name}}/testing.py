@@ -16,7 +16,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +26,7 @@ import pytest
 
 from . import ENV_NAME, SPEC, load_tasks
 from .conformance import oracle_transcript
-from .harness import REPLICA_HEADER, free_port, local_server, server_process
+from .harness import REPLICA_HEADER, free_port, local_server, server_processes
 from .scripted_model import serve
 
 
@@ -281,14 +281,15 @@ def routed(
         if os.environ.get("REQUIRE_HAPROXY") == "1":
             pytest.fail(f"{reason}; REQUIRE_HAPROXY=1")
         pytest.skip(reason)
-    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        processes, addresses = {}, {}
-        for n in range(1, replicas + 1):
-            name = f"replica{n}"
-            variables = {**(env or {}), "REPLICA_ID": name}
-            started = server_process(folder / "serve.py", health, env=variables)
-            url, processes[name] = stack.enter_context(started)
-            addresses[name] = url.removeprefix("http://")
+    names = [f"replica{n}" for n in range(1, replicas + 1)]
+    envs = [{**(env or {}), "REPLICA_ID": name} for name in names]
+    with (
+        server_processes(folder / "serve.py", envs, health) as started,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        at = dict(zip(names, started, strict=True))
+        processes = {name: server for name, (_, server) in at.items()}
+        addresses = {name: url.removeprefix("http://") for name, (url, _) in at.items()}
         bind = f"127.0.0.1:{free_port()}"
         config = Path(tmp) / "haproxy.cfg"
         text = (folder / "deploy" / "haproxy.cfg").read_text()
