@@ -390,6 +390,7 @@ RELEASES = {
     "v0.4.0": "1edf461a6bad7f41d6d13ce0f3868a3ce819c1fc",
     "v0.5.0": "f6b1dca3ab5ad858d67f52443eeacd0d3024a267",
     "v0.6.0": "1ff9594810af0032a3d3fc9c5ba8b5ed27e91948",
+    "v0.7.0": "fc92ab4f5eadb62c08fe5baebb54ca7d2d74c1cd",
 }
 
 
