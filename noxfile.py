@@ -284,6 +284,19 @@ def render(session: nox.Session, archetype: str) -> None:
         session.error("\n".join(problems))
 
 
+SOAK_EVERYWHERE = "game"
+"""The archetype whose env runs the servers' `soak` tests (many sessions in turn, two replicas
+behind a router) for every framework; the heavy archetypes, where each session holds a kernel
+or a display, run them for ORS only."""
+
+
+def soak(target: str, archetype: str) -> list[str]:
+    """The generated session's pytest arguments that leave out its soak tests, if it should."""
+    if target in ("tests", "lint", "ors") or archetype == SOAK_EVERYWHERE:
+        return []
+    return ["--", "-m", "not soak"]
+
+
 @nox.session
 @nox.parametrize(("target", "archetype", "isolation"), GENERATED)
 def generated(session: nox.Session, target: str, archetype: str, isolation: str) -> None:
@@ -295,7 +308,13 @@ def generated(session: nox.Session, target: str, archetype: str, isolation: str)
     with tempfile.TemporaryDirectory() as tmp:  # not session.create_tmp(): it moves TMPDIR
         report = Path(tmp) / "report.json"
         nox_cmd = [*ENV_NOX, "--report", str(report), "-s", target]
-        run(session, *nox_cmd, *session.posargs, limit=GENERATED_LIMIT, env=env)
+        run(
+            session,
+            *nox_cmd,
+            *(session.posargs or soak(target, archetype)),
+            limit=GENERATED_LIMIT,
+            env=env,
+        )
         results = json.loads(report.read_text())["sessions"]
     # A generated session skipped for missing system packages shows here as skipped too.
     if skipped := [f"{r['name']}: {r['reason']}" for r in results if r["result"] == "skipped"]:
