@@ -290,11 +290,15 @@ behind a router) for every framework; the heavy archetypes, where each session h
 or a display, run them for ORS only."""
 
 
+NO_SOAK = ["--", "-m", "not soak"]
+"""A generated session's pytest arguments that leave out its soak tests."""
+
+
 def soak(target: str, archetype: str) -> list[str]:
     """The generated session's pytest arguments that leave out its soak tests, if it should."""
     if target in ("tests", "lint", "ors") or archetype == SOAK_EVERYWHERE:
         return []
-    return ["--", "-m", "not soak"]
+    return NO_SOAK
 
 
 @nox.session
@@ -353,8 +357,7 @@ def swapped(session: nox.Session, target: str) -> None:
     assert not unexpected, f"replacing the domain changed files regen does not own: {unexpected}"
     # `soak` tests (many sessions, replicas behind a router) exercise transport and process
     # lifetimes, which the reference game's own run covers; the rest runs on this domain
-    soak = [] if target == "tests" else ["--", "-m", "not soak"]
-    nox_cmd = [*ENV_NOX, "-s", target, *(session.posargs or soak)]
+    nox_cmd = [*ENV_NOX, "-s", target, *(session.posargs or ([] if target == "tests" else NO_SOAK))]
     run(session, *nox_cmd, limit=GENERATED_LIMIT)
 
 
