@@ -266,6 +266,27 @@ def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
+def alive(pid: int) -> bool:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text[text.rindex(")") + 2] != "Z"
+
+
+def session_processes(pid: int) -> list[int]:
+    """``descendants`` less the sandbox's guard (``isolation.py``), one per server by design: it
+    outlives the server to kill what a crashed server's sessions left, then exits."""
+    return [p for p in descendants(pid) if not cmdline(p).endswith("/isolation.py")]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def descendants(pid: int) -> list[int]:
     """Live processes started, directly or not, by ``pid`` (kernels, displays, task apps)."""
     parents = {}
@@ -310,10 +331,10 @@ def serve_and_measure(fw: str, archetype: str) -> dict[str, Any]:
         for kind, (c, s) in zip(kinds, results, strict=True):
             out[kind].update(ready_s=ready[out[kind].pop("port")], calls=c, sessions=s)
         deadline = time.perf_counter() + 10  # closes may finish in the background
-        left = {kind: descendants(procs[kind].pid) for kind in kinds}
+        left = {kind: session_processes(procs[kind].pid) for kind in kinds}
         while any(left.values()) and time.perf_counter() < deadline:
             time.sleep(0.2)
-            left = {kind: descendants(procs[kind].pid) for kind in kinds}
+            left = {kind: session_processes(procs[kind].pid) for kind in kinds}
     finally:
         for proc in procs.values():
             proc.terminate()
@@ -322,6 +343,9 @@ def serve_and_measure(fw: str, archetype: str) -> dict[str, Any]:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    deadline = time.perf_counter() + 10  # the backend's processes exit with their server
+    while any(alive(p) for pids in left.values() for p in pids) and time.perf_counter() < deadline:
+        time.sleep(0.2)
     for kind in kinds:
         runs = out[kind]["sessions"]
         out[kind]["summary"] = {
@@ -333,7 +357,7 @@ def serve_and_measure(fw: str, archetype: str) -> dict[str, Any]:
             "rss_per_live_session_kb": out[kind]["calls"]["rss_per_session_kb"],
             "held": arch.hold,
             "left_after_close": len(left[kind]),
-            "left_after_stop": sum(Path(f"/proc/{p}").exists() for p in left[kind]),
+            "left_after_stop": sum(alive(p) for p in left[kind]),
         }
     cmd = [HERE / "targets.py", "domain", arch.env, arch.tool, json.dumps(arch.args)]
     domain = subprocess.run(
@@ -581,9 +605,8 @@ def scale_table(sc: dict[str, Any]) -> str:
         for lv in res["levels"].values()
     )
     dates = sc.get("dates", {})
-    measured = (
-        "; ".join(f"{fw} {d}" for fw, d in dates.items()) if len(set(dates.values())) > 1 else ""
-    )
+    merged = any(d < sc["date"] for d in dates.values())  # kept from an earlier run
+    measured = "; ".join(f"{fw} {d}" for fw, d in dates.items()) if merged else ""
     lines = [
         f"### Scale: the game adapter at c = {', '.join(f'{c:,}' for c in SCALE_LEVELS)} "
         f"concurrent sessions (medians of {sc['repeats']}; errors, misrouted and failures summed)",
