@@ -413,6 +413,7 @@ RELEASES = {
     "v0.5.0": "f6b1dca3ab5ad858d67f52443eeacd0d3024a267",
     "v0.6.0": "1ff9594810af0032a3d3fc9c5ba8b5ed27e91948",
     "v0.7.0": "fc92ab4f5eadb62c08fe5baebb54ca7d2d74c1cd",
+    "v0.8.0": "f9f7272ea8aaa1a74ccd25957c7c3d9f4bedf886",
 }
 
 
