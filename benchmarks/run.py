@@ -266,14 +266,6 @@ def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
-def alive(pid: int) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return text[text.rindex(")") + 2] != "Z"
-
-
 def session_processes(pid: int) -> list[int]:
     """``descendants`` less the sandbox's guard (``isolation.py``), one per server by design: it
     outlives the server to kill what a crashed server's sessions left, then exits."""
@@ -287,8 +279,8 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def descendants(pid: int) -> list[int]:
-    """Live processes started, directly or not, by ``pid`` (kernels, displays, task apps)."""
+def live_parents() -> dict[int, int]:
+    """Every live (not zombie) process's parent, by pid."""
     parents = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -297,7 +289,12 @@ def descendants(pid: int) -> list[int]:
             continue
         if fields[0] != "Z":
             parents[int(stat.parent.name)] = int(fields[1])
-    found, todo = [], [pid]
+    return parents
+
+
+def descendants(pid: int) -> list[int]:
+    """Live processes started, directly or not, by ``pid`` (kernels, displays, task apps)."""
+    parents, found, todo = live_parents(), [], [pid]
     while todo:
         parent = todo.pop()
         kids = [p for p, pp in parents.items() if pp == parent]
@@ -344,7 +341,8 @@ def serve_and_measure(fw: str, archetype: str) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 proc.kill()
     deadline = time.perf_counter() + 10  # the backend's processes exit with their server
-    while any(alive(p) for pids in left.values() for p in pids) and time.perf_counter() < deadline:
+    pending = [p for pids in left.values() for p in pids]
+    while (alive := live_parents().keys() & pending) and time.perf_counter() < deadline:
         time.sleep(0.2)
     for kind in kinds:
         runs = out[kind]["sessions"]
@@ -357,7 +355,7 @@ def serve_and_measure(fw: str, archetype: str) -> dict[str, Any]:
             "rss_per_live_session_kb": out[kind]["calls"]["rss_per_session_kb"],
             "held": arch.hold,
             "left_after_close": len(left[kind]),
-            "left_after_stop": sum(alive(p) for p in left[kind]),
+            "left_after_stop": sum(p in alive for p in left[kind]),
         }
     cmd = [HERE / "targets.py", "domain", arch.env, arch.tool, json.dumps(arch.args)]
     domain = subprocess.run(
